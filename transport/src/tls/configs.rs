@@ -1,0 +1,110 @@
+//! Builds the rustls client and server configs, shared by QUIC (ALPN `h3`)
+//! and TLS/TCP (ALPN `h2`). TLS 1.3 only, mutual always; the certificate
+//! presented is read from the [`IdentityStore`] at every handshake, so
+//! rotation needs no rebuild.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use rustls::client::ResolvesClientCert;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, ServerConfig, SignatureScheme};
+
+use super::verify::{ClientIdentityVerifier, ServerIdentityVerifier};
+use crate::identity::{IdentityStore, SpiffeId};
+use crate::metrics::transport::TransportMetrics;
+
+pub const ALPN_H3: &[u8] = b"h3";
+pub const ALPN_H2: &[u8] = b"h2";
+
+#[derive(Debug)]
+struct CurrentCert(Arc<IdentityStore>);
+
+impl ResolvesServerCert for CurrentCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.current().certified_key.clone())
+    }
+}
+
+impl ResolvesClientCert for CurrentCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.current().certified_key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// The TLS configs of one proxy. Client configs are cached per expected peer
+/// identity and ALPN (each carries its own session-resumption cache).
+#[derive(Debug)]
+pub struct TlsConfigs {
+    store: Arc<IdentityStore>,
+    metrics: TransportMetrics,
+    clients: DashMap<(SpiffeId, &'static [u8]), Arc<ClientConfig>>,
+}
+
+impl TlsConfigs {
+    pub fn new(store: Arc<IdentityStore>, metrics: TransportMetrics) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            metrics,
+            clients: DashMap::new(),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<IdentityStore> {
+        &self.store
+    }
+
+    pub fn metrics(&self) -> &TransportMetrics {
+        &self.metrics
+    }
+
+    /// A server config requiring client certificates, offering `alpn`.
+    pub fn server(&self, alpn: &'static [u8]) -> Arc<ServerConfig> {
+        let verifier = ClientIdentityVerifier::new(self.store.clone(), self.metrics.clone());
+        let mut cfg = ServerConfig::builder_with_provider(crate::crypto::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("aws-lc-rs supports TLS 1.3")
+            .with_client_cert_verifier(Arc::new(verifier))
+            .with_cert_resolver(Arc::new(CurrentCert(self.store.clone())));
+        cfg.alpn_protocols = vec![alpn.to_vec()];
+        cfg.max_early_data_size = 0;
+        Arc::new(cfg)
+    }
+
+    /// A client config that only accepts a server proving `expected`.
+    pub fn client(&self, expected: &SpiffeId, alpn: &'static [u8]) -> Arc<ClientConfig> {
+        let key = (expected.clone(), alpn);
+        if let Some(c) = self.clients.get(&key) {
+            return c.clone();
+        }
+        let verifier =
+            ServerIdentityVerifier::new(self.store.clone(), expected.clone(), self.metrics.clone());
+        let mut cfg = ClientConfig::builder_with_provider(crate::crypto::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("aws-lc-rs supports TLS 1.3")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_client_cert_resolver(Arc::new(CurrentCert(self.store.clone())));
+        cfg.alpn_protocols = vec![alpn.to_vec()];
+        let cfg = Arc::new(cfg);
+        self.clients.insert(key, cfg.clone());
+        cfg
+    }
+}
+
+/// The SPIFFE ID of an authenticated peer, from its certificate chain.
+pub fn peer_id_from_chain(
+    chain: Option<&[rustls_pki_types::CertificateDer<'static>]>,
+) -> Option<SpiffeId> {
+    let leaf = chain?.first()?;
+    crate::identity::san::leaf_spiffe_id(leaf).ok()
+}

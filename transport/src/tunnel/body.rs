@@ -1,0 +1,185 @@
+//! The two halves of a tunnel stream, the same whichever transport carries
+//! them: [`SendBody`] writes data, trailers and the end of stream (or a
+//! reset); [`RecvBody`] reads them. Callers never branch on the transport.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use http::HeaderMap;
+
+use super::error::StreamError;
+use super::tracker::StreamTicket;
+use crate::TransportKind;
+
+type QuicSend = h3_quinn::SendStream<Bytes>;
+type QuicRecv = h3_quinn::RecvStream;
+
+pub(crate) enum SendInner {
+    QuicClient(h3::client::RequestStream<QuicSend, Bytes>),
+    QuicServer(h3::server::RequestStream<QuicSend, Bytes>),
+    H2(h2::SendStream<Bytes>),
+}
+
+pub(crate) enum RecvInner {
+    QuicClient(h3::client::RequestStream<QuicRecv, Bytes>),
+    QuicServer(h3::server::RequestStream<QuicRecv, Bytes>),
+    H2(h2::RecvStream),
+}
+
+/// The sending half of a stream.
+pub struct SendBody {
+    inner: SendInner,
+    _ticket: Arc<StreamTicket>,
+}
+
+/// The receiving half of a stream.
+pub struct RecvBody {
+    inner: RecvInner,
+    _ticket: Arc<StreamTicket>,
+    done: bool,
+}
+
+impl SendBody {
+    pub(crate) fn new(inner: SendInner, ticket: Arc<StreamTicket>) -> Self {
+        Self {
+            inner,
+            _ticket: ticket,
+        }
+    }
+
+    pub fn transport(&self) -> TransportKind {
+        match self.inner {
+            SendInner::H2(_) => TransportKind::H2,
+            _ => TransportKind::Quic,
+        }
+    }
+
+    /// Sends one chunk; waits while the peer's flow-control window is full,
+    /// so a slow reader pushes back all the way to our source.
+    pub async fn send_data(&mut self, data: Bytes) -> Result<(), StreamError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        match &mut self.inner {
+            SendInner::QuicClient(s) => Ok(s.send_data(data).await?),
+            SendInner::QuicServer(s) => Ok(s.send_data(data).await?),
+            SendInner::H2(s) => h2_send(s, data).await,
+        }
+    }
+
+    /// Sends trailers, which also ends the stream.
+    pub async fn send_trailers(&mut self, trailers: HeaderMap) -> Result<(), StreamError> {
+        match &mut self.inner {
+            SendInner::QuicClient(s) => {
+                s.send_trailers(trailers).await?;
+                Ok(s.finish().await?)
+            }
+            SendInner::QuicServer(s) => {
+                s.send_trailers(trailers).await?;
+                Ok(s.finish().await?)
+            }
+            SendInner::H2(s) => Ok(s.send_trailers(trailers)?),
+        }
+    }
+
+    /// Ends the stream in this direction (TCP FIN).
+    pub async fn finish(&mut self) -> Result<(), StreamError> {
+        match &mut self.inner {
+            SendInner::QuicClient(s) => Ok(s.finish().await?),
+            SendInner::QuicServer(s) => Ok(s.finish().await?),
+            SendInner::H2(s) => Ok(s.send_data(Bytes::new(), true)?),
+        }
+    }
+
+    /// Aborts the stream (TCP RST).
+    pub fn reset(&mut self) {
+        match &mut self.inner {
+            SendInner::QuicClient(s) => s.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED),
+            SendInner::QuicServer(s) => s.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED),
+            SendInner::H2(s) => s.send_reset(h2::Reason::CANCEL),
+        }
+    }
+}
+
+async fn h2_send(s: &mut h2::SendStream<Bytes>, mut data: Bytes) -> Result<(), StreamError> {
+    while !data.is_empty() {
+        s.reserve_capacity(data.len());
+        let granted = match poll_fn(|cx| s.poll_capacity(cx)).await {
+            None => return Err(StreamError::Reset("stream closed while sending".into())),
+            Some(r) => r?,
+        };
+        if granted == 0 {
+            continue;
+        }
+        let chunk = data.split_to(granted.min(data.len()));
+        s.send_data(chunk, false)?;
+    }
+    Ok(())
+}
+
+impl RecvBody {
+    pub(crate) fn new(inner: RecvInner, ticket: Arc<StreamTicket>) -> Self {
+        Self {
+            inner,
+            _ticket: ticket,
+            done: false,
+        }
+    }
+
+    pub fn transport(&self) -> TransportKind {
+        match self.inner {
+            RecvInner::H2(_) => TransportKind::H2,
+            _ => TransportKind::Quic,
+        }
+    }
+
+    /// The next chunk of data; `None` at the end of the stream.
+    pub async fn data(&mut self) -> Result<Option<Bytes>, StreamError> {
+        if self.done {
+            return Ok(None);
+        }
+        let chunk = match &mut self.inner {
+            RecvInner::QuicClient(s) => s
+                .recv_data()
+                .await?
+                .map(|mut b| b.copy_to_bytes(b.remaining())),
+            RecvInner::QuicServer(s) => s
+                .recv_data()
+                .await?
+                .map(|mut b| b.copy_to_bytes(b.remaining())),
+            RecvInner::H2(s) => match s.data().await {
+                None => None,
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(b)) => {
+                    // The bytes leave h2's buffer now; the caller writes them
+                    // before asking for more, so the window bounds buffering.
+                    let _ = s.flow_control().release_capacity(b.len());
+                    Some(b)
+                }
+            },
+        };
+        if chunk.is_none() {
+            self.done = true;
+        }
+        Ok(chunk)
+    }
+
+    /// Trailers, after [`RecvBody::data`] returned `None`.
+    pub async fn trailers(&mut self) -> Result<Option<HeaderMap>, StreamError> {
+        match &mut self.inner {
+            RecvInner::QuicClient(s) => Ok(s.recv_trailers().await?),
+            RecvInner::QuicServer(s) => Ok(s.recv_trailers().await?),
+            RecvInner::H2(s) => Ok(s.trailers().await?),
+        }
+    }
+
+    /// Tells the peer to stop sending (we will not read any more).
+    pub fn stop(&mut self) {
+        match &mut self.inner {
+            RecvInner::QuicClient(s) => s.stop_sending(h3::error::Code::H3_REQUEST_CANCELLED),
+            RecvInner::QuicServer(s) => s.stop_sending(h3::error::Code::H3_REQUEST_CANCELLED),
+            RecvInner::H2(_) => {}
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The client side of the tunnel: a pool of connections keyed by (peer
+//! address, expected identity), QUIC first with a TLS/TCP race after a head
+//! start, the broken-QUIC memory, and opening streams. Callers get the same
+//! [`OpenedStream`] whichever transport carried it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio_util::sync::CancellationToken;
+
+use super::broken::{BrokenQuic, QuicStatus};
+use super::config::TunnelConfig;
+use super::connection::{OpenedStream, PeerConnection};
+use super::dial::{dial_h2, dial_quic, QuicFailure};
+use super::error::TunnelError;
+use super::quic_endpoint;
+use crate::identity::SpiffeId;
+use crate::metrics::transport::FallbackReason;
+use crate::tls::TlsConfigs;
+use crate::TransportKind;
+
+/// Where a stream goes: the peer proxy's tunnel address and the identity it
+/// must prove.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerKey {
+    pub addr: SocketAddr,
+    pub id: SpiffeId,
+}
+
+impl PeerKey {
+    pub fn new(addr: SocketAddr, id: SpiffeId) -> Self {
+        Self { addr, id }
+    }
+}
+
+#[derive(Default)]
+struct Entry {
+    conns: Mutex<Vec<PeerConnection>>,
+    dialing: tokio::sync::Mutex<()>,
+}
+
+struct Inner {
+    tls: Arc<TlsConfigs>,
+    cfg: TunnelConfig,
+    endpoint: quinn::Endpoint,
+    pool: DashMap<PeerKey, Arc<Entry>>,
+    broken: BrokenQuic,
+    shutdown: CancellationToken,
+}
+
+/// Opens tunnel streams to peer proxies. Cheap to clone.
+#[derive(Clone)]
+pub struct TunnelClient {
+    inner: Arc<Inner>,
+}
+
+impl TunnelClient {
+    /// Creates the client and its QUIC endpoint (an ephemeral UDP port).
+    pub fn new(tls: Arc<TlsConfigs>, cfg: TunnelConfig) -> std::io::Result<Self> {
+        let endpoint = quic_endpoint::client_endpoint("0.0.0.0:0".parse().expect("addr"), &cfg)?;
+        let inner = Arc::new(Inner {
+            broken: BrokenQuic::new(cfg.quic_broken_base, cfg.quic_broken_max),
+            tls,
+            cfg,
+            endpoint,
+            pool: DashMap::new(),
+            shutdown: CancellationToken::new(),
+        });
+        tokio::spawn(evict_loop(Arc::downgrade(&inner)));
+        Ok(Self { inner })
+    }
+
+    pub fn config(&self) -> &TunnelConfig {
+        &self.inner.cfg
+    }
+
+    /// Opens a request stream to `peer`. Reuses a pooled connection with a
+    /// free stream slot (QUIC preferred), else dials (one dial per peer at a
+    /// time). A stream refused because the connection went away (GOAWAY,
+    /// close) is retried once on a new connection.
+    pub async fn open(
+        &self,
+        peer: &PeerKey,
+        req: http::Request<()>,
+    ) -> Result<OpenedStream, TunnelError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(TunnelError::Shutdown);
+        }
+        let mut last = None;
+        for _ in 0..2 {
+            let (conn, slot) = self.checkout(peer).await?;
+            match conn.open(clone_request(&req), slot).await {
+                Ok(s) => return Ok(s),
+                Err(e) => {
+                    tracing::debug!(peer = %peer.id, addr = %peer.addr, error = %e, "stream open failed; retrying on a new connection");
+                    conn.close();
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or(TunnelError::Shutdown))
+    }
+
+    /// The connections currently pooled for a peer (for tests and `/config`).
+    pub fn pooled(&self, peer: &PeerKey) -> Vec<PeerConnection> {
+        self.inner
+            .pool
+            .get(peer)
+            .map(|e| e.conns.lock().expect("pool lock").clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether QUIC to this address is currently remembered as broken.
+    pub fn quic_broken(&self, addr: SocketAddr) -> bool {
+        self.inner.broken.status_peek(addr)
+    }
+
+    /// Closes every pooled connection and refuses new streams.
+    pub fn close(&self) {
+        self.inner.shutdown.cancel();
+        for e in self.inner.pool.iter() {
+            for c in e.conns.lock().expect("pool lock").iter() {
+                c.close();
+            }
+        }
+        self.inner
+            .endpoint
+            .close(quinn::VarInt::from_u32(0), b"client closed");
+    }
+
+    /// Drops every pooled connection to `peer` (tests: force a new dial).
+    pub fn forget(&self, peer: &PeerKey) {
+        if let Some((_, e)) = self.inner.pool.remove(peer) {
+            for c in e.conns.lock().expect("pool lock").iter() {
+                c.close();
+            }
+        }
+    }
+
+    async fn checkout(
+        &self,
+        peer: &PeerKey,
+    ) -> Result<(PeerConnection, super::tracker::Reservation), TunnelError> {
+        let limit = self.inner.cfg.max_concurrent_streams as usize;
+        let entry = self.inner.pool.entry(peer.clone()).or_default().clone();
+        if let Some(x) = pick(&entry, limit) {
+            return Ok(x);
+        }
+        let _dial = entry.dialing.lock().await;
+        if let Some(x) = pick(&entry, limit) {
+            return Ok(x);
+        }
+        let conn = self.connect(peer).await?;
+        let slot = conn
+            .state
+            .try_reserve(limit)
+            .expect("a fresh connection has free slots");
+        entry.conns.lock().expect("pool lock").push(conn.clone());
+        Ok((conn, slot))
+    }
+
+    /// Dials `peer`: QUIC first, TLS/TCP raced after the head start, or
+    /// TLS/TCP directly while QUIC is remembered broken.
+    async fn connect(&self, peer: &PeerKey) -> Result<PeerConnection, TunnelError> {
+        let inner = &self.inner;
+        let metrics = inner.tls.metrics();
+        match inner.cfg.force_transport {
+            Some(TransportKind::H2) => {
+                return dial_h2(&inner.tls, &inner.cfg, peer.addr, &peer.id).await
+            }
+            Some(TransportKind::Quic) => {
+                return dial_quic(&inner.endpoint, &inner.tls, &inner.cfg, peer.addr, &peer.id)
+                    .await
+                    .map_err(|(QuicFailure::Refused(e) | QuicFailure::Unreachable(e))| e)
+            }
+            None => {}
+        }
+        match inner.broken.status(peer.addr) {
+            QuicStatus::Usable => {}
+            status => {
+                metrics.fallback(FallbackReason::KnownBroken);
+                if status == QuicStatus::ProbeDue {
+                    self.spawn_probe(peer.clone());
+                }
+                return dial_h2(&inner.tls, &inner.cfg, peer.addr, &peer.id).await;
+            }
+        }
+        let quic = {
+            let inner = inner.clone();
+            let peer = peer.clone();
+            Box::pin(async move {
+                dial_quic(&inner.endpoint, &inner.tls, &inner.cfg, peer.addr, &peer.id).await
+            })
+        };
+        let mut quic = quic;
+        tokio::select! {
+            r = &mut quic => return self.after_quic_alone(peer, r).await,
+            _ = tokio::time::sleep(inner.cfg.head_start) => {}
+        }
+        metrics.fallback(FallbackReason::HeadStartExpired);
+        tracing::debug!(peer = %peer.id, addr = %peer.addr, "QUIC head start expired; racing TLS/TCP");
+        let tcp = dial_h2(&inner.tls, &inner.cfg, peer.addr, &peer.id);
+        tokio::pin!(tcp);
+        tokio::select! {
+            r = &mut quic => match r {
+                Ok(c) => {
+                    inner.broken.mark_working(peer.addr);
+                    Ok(c)
+                }
+                Err(QuicFailure::Refused(e)) => Err(e),
+                Err(QuicFailure::Unreachable(e)) => {
+                    self.note_broken(peer, &e);
+                    tcp.await
+                }
+            },
+            r = &mut tcp => match r {
+                Ok(c) => {
+                    // TCP won. Remember QUIC as broken, but let the QUIC
+                    // attempt finish: if it succeeds, new streams move to it.
+                    self.note_broken(peer, &TunnelError::ConnectTimeout { addr: peer.addr, after: inner.cfg.head_start });
+                    let me = self.clone();
+                    let peer = peer.clone();
+                    tokio::spawn(async move {
+                        if let Ok(q) = quic.await {
+                            me.adopt_quic(&peer, q);
+                        }
+                    });
+                    Ok(c)
+                }
+                Err(tcp_err) => match quic.await {
+                    Ok(c) => {
+                        inner.broken.mark_working(peer.addr);
+                        Ok(c)
+                    }
+                    Err(QuicFailure::Refused(e)) => Err(e),
+                    Err(QuicFailure::Unreachable(_)) => Err(tcp_err),
+                },
+            },
+        }
+    }
+
+    async fn after_quic_alone(
+        &self,
+        peer: &PeerKey,
+        r: Result<PeerConnection, QuicFailure>,
+    ) -> Result<PeerConnection, TunnelError> {
+        match r {
+            Ok(c) => {
+                self.inner.broken.mark_working(peer.addr);
+                Ok(c)
+            }
+            Err(QuicFailure::Refused(e)) => Err(e),
+            Err(QuicFailure::Unreachable(e)) => {
+                self.inner
+                    .tls
+                    .metrics()
+                    .fallback(FallbackReason::QuicFailed);
+                self.note_broken(peer, &e);
+                dial_h2(&self.inner.tls, &self.inner.cfg, peer.addr, &peer.id).await
+            }
+        }
+    }
+
+    fn note_broken(&self, peer: &PeerKey, why: &TunnelError) {
+        let backoff = self.inner.broken.mark_broken(peer.addr);
+        self.inner
+            .tls
+            .metrics()
+            .set_quic_broken_peers(self.inner.broken.len() as i64);
+        tracing::info!(peer = %peer.id, addr = %peer.addr, reason = %why, ?backoff, "QUIC to peer marked broken; using TLS/TCP");
+    }
+
+    fn spawn_probe(&self, peer: PeerKey) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let inner = &me.inner;
+            match dial_quic(&inner.endpoint, &inner.tls, &inner.cfg, peer.addr, &peer.id).await {
+                Ok(c) => {
+                    tracing::info!(peer = %peer.id, addr = %peer.addr, "QUIC probe succeeded; new streams move back to QUIC");
+                    me.adopt_quic(&peer, c);
+                }
+                Err(QuicFailure::Refused(e)) | Err(QuicFailure::Unreachable(e)) => {
+                    me.note_broken(&peer, &e);
+                }
+            }
+        });
+    }
+
+    /// Adds a working QUIC connection to the pool; new streams prefer it.
+    fn adopt_quic(&self, peer: &PeerKey, conn: PeerConnection) {
+        self.inner.broken.mark_working(peer.addr);
+        self.inner
+            .tls
+            .metrics()
+            .set_quic_broken_peers(self.inner.broken.len() as i64);
+        let entry = self.inner.pool.entry(peer.clone()).or_default().clone();
+        entry.conns.lock().expect("pool lock").push(conn);
+    }
+}
+
+/// Picks a live connection with a free slot, QUIC first; prunes dead ones.
+fn pick(entry: &Entry, limit: usize) -> Option<(PeerConnection, super::tracker::Reservation)> {
+    let mut conns = entry.conns.lock().expect("pool lock");
+    conns.retain(|c| !c.is_closed());
+    for kind in [TransportKind::Quic, TransportKind::H2] {
+        for c in conns.iter().filter(|c| c.kind == kind) {
+            if let Some(slot) = c.state.try_reserve(limit) {
+                return Some((c.clone(), slot));
+            }
+        }
+    }
+    None
+}
+
+fn clone_request(req: &http::Request<()>) -> http::Request<()> {
+    let mut b = http::Request::builder()
+        .method(req.method().clone())
+        .uri(req.uri().clone())
+        .version(req.version());
+    if let Some(h) = b.headers_mut() {
+        *h = req.headers().clone();
+    }
+    b.body(()).expect("parts of a valid request")
+}
+
+/// Closes connections that are dead or idle past the pool idle timeout; a
+/// QUIC connection that is idle while TLS/TCP ones coexist is kept, since
+/// new streams prefer it.
+async fn evict_loop(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        let idle = inner.cfg.pool_idle_timeout;
+        inner.pool.retain(|_, entry| {
+            let mut conns = entry.conns.lock().expect("pool lock");
+            let has_quic = conns
+                .iter()
+                .any(|c| c.kind == TransportKind::Quic && !c.is_closed());
+            conns.retain(|c| {
+                if c.is_closed() {
+                    return false;
+                }
+                let unused = c.in_flight() == 0;
+                // TLS/TCP connections drain away once QUIC is back.
+                if unused
+                    && (c.state.idle_for() > idle || (has_quic && c.kind == TransportKind::H2))
+                {
+                    c.close();
+                    return false;
+                }
+                true
+            });
+            // Keep entries someone is using (dialing or holding a clone):
+            // removing one would orphan the connection being dialed.
+            !conns.is_empty() || std::sync::Arc::strong_count(entry) > 1
+        });
+    }
+}

@@ -1,0 +1,97 @@
+//! Tunnel tuning, with defaults chosen for a mesh (low RTT, high bandwidth,
+//! many streams), not for the Internet.
+
+use std::time::Duration;
+
+/// The congestion controller used by QUIC connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Congestion {
+    #[default]
+    Cubic,
+    NewReno,
+    Bbr,
+}
+
+impl std::str::FromStr for Congestion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cubic" => Ok(Congestion::Cubic),
+            "newreno" => Ok(Congestion::NewReno),
+            "bbr" => Ok(Congestion::Bbr),
+            other => Err(format!(
+                "unknown congestion controller {other:?} (expected cubic, newreno or bbr)"
+            )),
+        }
+    }
+}
+
+/// Every knob of the tunnel layer. `Default` is what a mesh should run.
+#[derive(Debug, Clone)]
+pub struct TunnelConfig {
+    /// How long QUIC runs alone before TLS/TCP is raced against it.
+    pub head_start: Duration,
+    /// Give up on a handshake (either transport) after this long.
+    pub handshake_timeout: Duration,
+    /// First back-off after QUIC to a peer was found broken; doubles.
+    pub quic_broken_base: Duration,
+    /// Back-off cap.
+    pub quic_broken_max: Duration,
+    /// A connection with no traffic for this long is closed by QUIC.
+    pub idle_timeout: Duration,
+    /// PING interval; below `idle_timeout` so live connections stay open.
+    pub keep_alive: Duration,
+    /// The pool closes connections without streams for this long.
+    pub pool_idle_timeout: Duration,
+    /// Concurrent streams per connection (each direction).
+    pub max_concurrent_streams: u32,
+    /// Per-stream receive window, bytes.
+    pub stream_window: u32,
+    /// Per-connection receive window, bytes.
+    pub connection_window: u32,
+    /// UDP socket send and receive buffers, bytes.
+    pub udp_buffer: usize,
+    /// Largest UDP payload path-MTU discovery may probe up to (QUIC).
+    pub max_udp_payload: u16,
+    pub congestion: Congestion,
+    /// Largest request or response header block accepted, bytes.
+    pub max_header_bytes: u32,
+    /// Time allowed for a peer to send a stream's request headers.
+    pub request_header_timeout: Duration,
+    /// Accepted connections at once on a tunnel port (each transport).
+    pub max_connections: usize,
+    /// Pin every dial to one transport (`None`: QUIC first, TLS/TCP as
+    /// fallback). For networks known to block UDP, and for benchmarks.
+    pub force_transport: Option<crate::TransportKind>,
+    /// Opaque TCP streams with no data in either direction for this long are closed.
+    pub tcp_idle_timeout: Duration,
+    /// Timeout of the server side's TCP connect to the target.
+    pub target_connect_timeout: Duration,
+}
+
+impl Default for TunnelConfig {
+    fn default() -> Self {
+        Self {
+            head_start: Duration::from_millis(300),
+            handshake_timeout: Duration::from_secs(10),
+            quic_broken_base: Duration::from_secs(5 * 60),
+            quic_broken_max: Duration::from_secs(48 * 3600),
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(10),
+            pool_idle_timeout: Duration::from_secs(90),
+            max_concurrent_streams: 2048,
+            // 1 Gb/s x 10 ms = 1.25 MB in flight; leave headroom.
+            stream_window: 4 << 20,
+            connection_window: 16 << 20,
+            udp_buffer: 4 << 20,
+            max_udp_payload: 1452,
+            congestion: Congestion::Cubic,
+            max_header_bytes: 64 << 10,
+            request_header_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            force_transport: None,
+            tcp_idle_timeout: Duration::from_secs(3600),
+            target_connect_timeout: Duration::from_secs(5),
+        }
+    }
+}

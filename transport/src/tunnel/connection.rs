@@ -1,0 +1,176 @@
+//! One client connection to a peer proxy, over either transport, and
+//! opening request streams on it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::body::{RecvBody, RecvInner, SendBody, SendInner};
+use super::error::{StreamError, TunnelError};
+use super::tracker::{ConnState, Reservation, StreamTicket};
+use crate::identity::SpiffeId;
+use crate::metrics::transport::{Side, TransportMetrics};
+use crate::TransportKind;
+
+#[derive(Clone)]
+pub(crate) enum Sender {
+    Quic {
+        send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    },
+    H2(h2::client::SendRequest<Bytes>),
+}
+
+/// A pooled connection to a peer. Cheap to clone.
+#[derive(Clone)]
+pub struct PeerConnection {
+    pub(crate) sender: Sender,
+    pub(crate) state: Arc<ConnState>,
+    pub(crate) kind: TransportKind,
+    pub(crate) addr: SocketAddr,
+    pub(crate) peer_id: SpiffeId,
+    pub(crate) metrics: TransportMetrics,
+    pub(crate) quic: Option<quinn::Connection>,
+    /// The certificate chain the peer presented.
+    pub(crate) peer_chain: Arc<Vec<rustls_pki_types::CertificateDer<'static>>>,
+}
+
+impl std::fmt::Debug for PeerConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerConnection")
+            .field("transport", &self.kind)
+            .field("addr", &self.addr)
+            .field("peer", &self.peer_id.to_string())
+            .field("in_flight", &self.state.in_flight())
+            .finish()
+    }
+}
+
+/// The response to a request, once it arrives.
+pub enum ResponseFuture {
+    Quic(
+        h3::client::RequestStream<h3_quinn::RecvStream, Bytes>,
+        Arc<StreamTicket>,
+    ),
+    H2(h2::client::ResponseFuture, Arc<StreamTicket>),
+}
+
+impl ResponseFuture {
+    /// Waits for the response head; returns it with the response body.
+    pub async fn response(self) -> Result<(http::Response<()>, RecvBody), StreamError> {
+        match self {
+            ResponseFuture::Quic(mut recv, ticket) => {
+                let resp = recv.recv_response().await?;
+                Ok((resp, RecvBody::new(RecvInner::QuicClient(recv), ticket)))
+            }
+            ResponseFuture::H2(fut, ticket) => {
+                let resp = fut.await?;
+                let (parts, body) = resp.into_parts();
+                Ok((
+                    http::Response::from_parts(parts, ()),
+                    RecvBody::new(RecvInner::H2(body), ticket),
+                ))
+            }
+        }
+    }
+}
+
+/// An opened request stream: the request body to write and the response to await.
+pub struct OpenedStream {
+    pub send: SendBody,
+    pub response: ResponseFuture,
+    pub transport: TransportKind,
+}
+
+impl PeerConnection {
+    pub fn transport(&self) -> TransportKind {
+        self.kind
+    }
+
+    pub fn peer_id(&self) -> &SpiffeId {
+        &self.peer_id
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The certificate chain the peer presented (leaf first).
+    pub fn peer_chain(&self) -> &[rustls_pki_types::CertificateDer<'static>] {
+        &self.peer_chain
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.state.in_flight()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        if self.state.is_closed() {
+            return true;
+        }
+        if let Some(q) = &self.quic {
+            if q.close_reason().is_some() {
+                self.state.mark_closed();
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The QUIC round-trip estimate (None for TLS/TCP).
+    pub fn rtt(&self) -> Option<std::time::Duration> {
+        self.quic.as_ref().map(|q| q.rtt())
+    }
+
+    /// Opens a request stream on this connection with a reserved slot.
+    pub(crate) async fn open(
+        &self,
+        req: http::Request<()>,
+        slot: Reservation,
+    ) -> Result<OpenedStream, TunnelError> {
+        let metric = self.metrics.stream_opened(self.kind, Side::Client);
+        let ticket = StreamTicket::new(slot, metric);
+        let open_err = |detail: String| TunnelError::Open {
+            addr: self.addr,
+            detail,
+        };
+        match &self.sender {
+            Sender::Quic { send, .. } => {
+                let mut send = send.clone();
+                let stream = send.send_request(req).await.map_err(|e| {
+                    self.state.mark_closed();
+                    open_err(e.to_string())
+                })?;
+                let (s, r) = stream.split();
+                Ok(OpenedStream {
+                    send: SendBody::new(SendInner::QuicClient(s), ticket.clone()),
+                    response: ResponseFuture::Quic(r, ticket),
+                    transport: TransportKind::Quic,
+                })
+            }
+            Sender::H2(send) => {
+                let mut send = send.clone().ready().await.map_err(|e| {
+                    self.state.mark_closed();
+                    open_err(e.to_string())
+                })?;
+                let (fut, stream) = send.send_request(req, false).map_err(|e| {
+                    self.state.mark_closed();
+                    open_err(e.to_string())
+                })?;
+                Ok(OpenedStream {
+                    send: SendBody::new(SendInner::H2(stream), ticket.clone()),
+                    response: ResponseFuture::H2(fut, ticket),
+                    transport: TransportKind::H2,
+                })
+            }
+        }
+    }
+
+    /// Closes the connection (idle eviction, shutdown).
+    pub fn close(&self) {
+        self.state.mark_closed();
+        if let Some(q) = &self.quic {
+            q.close(quinn::VarInt::from_u32(0x100), b"idle");
+        }
+    }
+}

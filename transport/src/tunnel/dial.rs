@@ -1,0 +1,220 @@
+//! Dialing a peer proxy: a QUIC + HTTP/3 connection, or TLS 1.3 over TCP +
+//! HTTP/2. Both verify the peer's SPIFFE ID and time out.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use rustls_pki_types::ServerName;
+
+use super::config::TunnelConfig;
+use super::connection::{PeerConnection, Sender};
+use super::error::TunnelError;
+use super::quic_endpoint;
+use super::tracker::ConnState;
+use crate::identity::SpiffeId;
+use crate::metrics::transport::{HandshakeResult, Side};
+use crate::tls::{TlsConfigs, ALPN_H2, ALPN_H3};
+use crate::TransportKind;
+
+/// Does this QUIC failure mean "UDP does not get through" (fall back to TCP)
+/// rather than "the peer refused us" (TCP would fail the same way)?
+#[derive(Debug, Clone)]
+pub(crate) enum QuicFailure {
+    Unreachable(TunnelError),
+    Refused(TunnelError),
+}
+
+pub(crate) async fn dial_quic(
+    endpoint: &quinn::Endpoint,
+    tls: &TlsConfigs,
+    cfg: &TunnelConfig,
+    addr: SocketAddr,
+    id: &SpiffeId,
+) -> Result<PeerConnection, QuicFailure> {
+    let metrics = tls.metrics().clone();
+    let client_cfg = quic_endpoint::client_config(tls.client(id, ALPN_H3), cfg)
+        .map_err(|e| QuicFailure::Refused(TunnelError::Connect { addr, detail: e }))?;
+    let server_name = addr.ip().to_string();
+    let connecting = endpoint
+        .connect_with(client_cfg, addr, &server_name)
+        .map_err(|e| {
+            QuicFailure::Unreachable(TunnelError::Connect {
+                addr,
+                detail: e.to_string(),
+            })
+        })?;
+    let conn = match tokio::time::timeout(cfg.handshake_timeout, connecting).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            let refused = matches!(
+                &e,
+                quinn::ConnectionError::TransportError(t) if is_crypto(u64::from(t.code))
+            ) || matches!(
+                &e,
+                quinn::ConnectionError::ConnectionClosed(c) if is_crypto(u64::from(c.error_code))
+            );
+            let err = TunnelError::Handshake {
+                addr,
+                detail: e.to_string(),
+            };
+            if refused {
+                metrics.handshake(TransportKind::Quic, Side::Client, HandshakeResult::Rejected);
+                return Err(QuicFailure::Refused(err));
+            }
+            metrics.handshake(TransportKind::Quic, Side::Client, HandshakeResult::Error);
+            return Err(QuicFailure::Unreachable(err));
+        }
+        Err(_) => {
+            metrics.handshake(TransportKind::Quic, Side::Client, HandshakeResult::Timeout);
+            return Err(QuicFailure::Unreachable(TunnelError::ConnectTimeout {
+                addr,
+                after: cfg.handshake_timeout,
+            }));
+        }
+    };
+    let (mut driver, send) = h3::client::builder()
+        .max_field_section_size(u64::from(cfg.max_header_bytes))
+        .build::<_, _, Bytes>(h3_quinn::Connection::new(conn.clone()))
+        .await
+        .map_err(|e| {
+            metrics.handshake(TransportKind::Quic, Side::Client, HandshakeResult::Error);
+            QuicFailure::Unreachable(TunnelError::Handshake {
+                addr,
+                detail: e.to_string(),
+            })
+        })?;
+    metrics.handshake(TransportKind::Quic, Side::Client, HandshakeResult::Ok);
+    let state = ConnState::new();
+    let guard = metrics.connection_opened(TransportKind::Quic, Side::Client);
+    let st = state.clone();
+    let peer = id.to_string();
+    tokio::spawn(async move {
+        let _guard = guard;
+        let e = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        st.mark_closed();
+        tracing::debug!(%addr, %peer, reason = %e, "QUIC tunnel connection closed");
+    });
+    Ok(PeerConnection {
+        sender: Sender::Quic { send },
+        state,
+        kind: TransportKind::Quic,
+        addr,
+        peer_id: id.clone(),
+        metrics,
+        peer_chain: std::sync::Arc::new(
+            conn.peer_identity()
+                .and_then(|b| {
+                    b.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
+                        .ok()
+                })
+                .map(|b| *b)
+                .unwrap_or_default(),
+        ),
+        quic: Some(conn),
+    })
+}
+
+/// TLS alerts travel as QUIC CRYPTO_ERROR codes 0x100..=0x1ff.
+fn is_crypto(code: u64) -> bool {
+    (0x100..=0x1ff).contains(&code)
+}
+
+pub(crate) async fn dial_h2(
+    tls: &TlsConfigs,
+    cfg: &TunnelConfig,
+    addr: SocketAddr,
+    id: &SpiffeId,
+) -> Result<PeerConnection, TunnelError> {
+    let metrics = tls.metrics().clone();
+    let attempt = async {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| TunnelError::Connect {
+                addr,
+                detail: e.to_string(),
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let sock = socket2::SockRef::from(&tcp);
+        let _ = sock.set_tcp_keepalive(
+            &socket2::TcpKeepalive::new()
+                .with_time(cfg.keep_alive)
+                .with_interval(cfg.keep_alive),
+        );
+        let connector = tokio_rustls::TlsConnector::from(tls.client(id, ALPN_H2));
+        let tls_stream = connector
+            .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+            .await
+            .map_err(|e| TunnelError::Handshake {
+                addr,
+                detail: e.to_string(),
+            })?;
+        if tls_stream.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
+            return Err(TunnelError::Alpn {
+                addr,
+                expected: "h2",
+            });
+        }
+        let chain = tls_stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.to_vec())
+            .unwrap_or_default();
+        let (send, conn) = h2::client::Builder::new()
+            .initial_window_size(cfg.stream_window)
+            .initial_connection_window_size(cfg.connection_window)
+            .max_frame_size(256 << 10)
+            .max_header_list_size(cfg.max_header_bytes)
+            .max_send_buffer_size(256 << 10)
+            .max_concurrent_reset_streams(1024)
+            .handshake::<_, Bytes>(tls_stream)
+            .await
+            .map_err(|e| TunnelError::Handshake {
+                addr,
+                detail: e.to_string(),
+            })?;
+        Ok((send, conn, chain))
+    };
+    let (send, conn, chain) = match tokio::time::timeout(cfg.handshake_timeout, attempt).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            let result = match e {
+                TunnelError::Handshake { .. } | TunnelError::Alpn { .. } => {
+                    HandshakeResult::Rejected
+                }
+                _ => HandshakeResult::Error,
+            };
+            metrics.handshake(TransportKind::H2, Side::Client, result);
+            return Err(e);
+        }
+        Err(_) => {
+            metrics.handshake(TransportKind::H2, Side::Client, HandshakeResult::Timeout);
+            return Err(TunnelError::ConnectTimeout {
+                addr,
+                after: cfg.handshake_timeout,
+            });
+        }
+    };
+    metrics.handshake(TransportKind::H2, Side::Client, HandshakeResult::Ok);
+    let state = ConnState::new();
+    let guard = metrics.connection_opened(TransportKind::H2, Side::Client);
+    let st = state.clone();
+    let peer = id.to_string();
+    tokio::spawn(async move {
+        let _guard = guard;
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, %peer, error = %e, "HTTP/2 tunnel connection ended");
+        }
+        st.mark_closed();
+    });
+    Ok(PeerConnection {
+        sender: Sender::H2(send),
+        state,
+        kind: TransportKind::H2,
+        addr,
+        peer_id: id.clone(),
+        metrics,
+        quic: None,
+        peer_chain: std::sync::Arc::new(chain),
+    })
+}

@@ -1,0 +1,28 @@
+//! The tunnel: one port serving QUIC (HTTP/3) and TLS/TCP (HTTP/2), the
+//! client pool that dials peers QUIC-first, and opaque TCP over CONNECT.
+
+pub mod body;
+pub mod broken;
+pub mod client;
+pub mod config;
+pub mod connection;
+mod dial;
+pub mod error;
+pub mod headers;
+pub mod incoming;
+pub mod quic_endpoint;
+pub mod segmenting_socket;
+pub mod server;
+pub mod splice;
+pub mod tcp_tunnel;
+pub mod tracker;
+
+pub use body::{RecvBody, SendBody};
+pub use client::{PeerKey, TunnelClient};
+pub use config::{Congestion, TunnelConfig};
+pub use connection::{OpenedStream, PeerConnection, ResponseFuture};
+pub use error::{StreamError, TunnelError};
+pub use incoming::{IncomingStream, PeerInfo, Responder};
+pub use server::{handler, StreamHandler, TunnelServer};
+pub use splice::{splice, SpliceStats};
+pub use tcp_tunnel::{parse_target, refuse, serve_connect, ConnectMeta, TcpTunnel};

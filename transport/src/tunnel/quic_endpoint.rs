@@ -1,0 +1,94 @@
+//! QUIC endpoints: the UDP socket (large buffers), quinn's transport
+//! parameters tuned for a mesh, and the server and client endpoint builders.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{EndpointConfig, MtuDiscoveryConfig, TransportConfig, VarInt};
+
+use super::config::{Congestion, TunnelConfig};
+use super::segmenting_socket::bind_udp;
+
+/// quinn transport parameters for mesh links.
+pub fn transport_config(cfg: &TunnelConfig) -> Arc<TransportConfig> {
+    let mut t = TransportConfig::default();
+    t.max_concurrent_bidi_streams(VarInt::from_u32(cfg.max_concurrent_streams))
+        // HTTP/3 needs three unidirectional streams per side; allow a few more.
+        .max_concurrent_uni_streams(VarInt::from_u32(16))
+        .stream_receive_window(VarInt::from_u32(cfg.stream_window))
+        .receive_window(VarInt::from_u32(cfg.connection_window))
+        .send_window(u64::from(cfg.connection_window))
+        .keep_alive_interval(Some(cfg.keep_alive))
+        .max_idle_timeout(Some(
+            cfg.idle_timeout
+                .try_into()
+                .unwrap_or_else(|_| VarInt::from_u32(30_000).into()),
+        ))
+        .initial_rtt(std::time::Duration::from_millis(10))
+        .enable_segmentation_offload(true);
+    let mut mtu = MtuDiscoveryConfig::default();
+    mtu.upper_bound(cfg.max_udp_payload);
+    t.mtu_discovery_config(Some(mtu));
+    match cfg.congestion {
+        Congestion::Cubic => {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default()));
+        }
+        Congestion::NewReno => {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default()));
+        }
+        Congestion::Bbr => {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+        }
+    }
+    Arc::new(t)
+}
+
+fn endpoint_config(cfg: &TunnelConfig) -> EndpointConfig {
+    let mut e = EndpointConfig::default();
+    // Path-MTU discovery can only grow the datagram up to what both ends accept.
+    let _ = e.max_udp_payload_size(cfg.max_udp_payload.max(1200));
+    e
+}
+
+/// A QUIC endpoint that accepts connections (and can also dial).
+pub fn server_endpoint(
+    addr: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+    cfg: &TunnelConfig,
+) -> std::io::Result<quinn::Endpoint> {
+    let crypto = QuicServerConfig::try_from(tls)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(transport_config(cfg));
+    server.max_incoming(cfg.max_connections.max(1));
+    let socket = bind_udp(addr, cfg)?;
+    quinn::Endpoint::new_with_abstract_socket(
+        endpoint_config(cfg),
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
+
+/// A client-only QUIC endpoint on an ephemeral port.
+pub fn client_endpoint(bind: SocketAddr, cfg: &TunnelConfig) -> std::io::Result<quinn::Endpoint> {
+    let socket = bind_udp(bind, cfg)?;
+    quinn::Endpoint::new_with_abstract_socket(
+        endpoint_config(cfg),
+        None,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
+
+/// quinn's client config from a rustls config.
+pub fn client_config(
+    tls: Arc<rustls::ClientConfig>,
+    cfg: &TunnelConfig,
+) -> Result<quinn::ClientConfig, String> {
+    let crypto = QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
+    let mut c = quinn::ClientConfig::new(Arc::new(crypto));
+    c.transport_config(transport_config(cfg));
+    Ok(c)
+}

@@ -1,0 +1,369 @@
+//! The tunnel port: one port number serving QUIC (UDP, ALPN `h3`) and
+//! TLS 1.3 over TCP (ALPN `h2`). Every accepted stream, from either
+//! transport, reaches the same handler as an [`IncomingStream`]. Shutdown is
+//! graceful: stop accepting, GOAWAY to every peer, let in-flight streams
+//! finish within a grace period.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::body::{RecvBody, RecvInner};
+use super::config::TunnelConfig;
+use super::incoming::{IncomingStream, PeerInfo, Responder, ResponderInner};
+use super::quic_endpoint;
+use super::tracker::{Reservation, StreamTicket};
+use crate::metrics::transport::{HandshakeResult, Side};
+use crate::tls::{peer_id_from_chain, TlsConfigs, ALPN_H2, ALPN_H3};
+use crate::TransportKind;
+
+/// What the server does with each accepted stream.
+pub type StreamHandler =
+    Arc<dyn Fn(IncomingStream) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Wraps an async closure as a [`StreamHandler`].
+pub fn handler<F, Fut>(f: F) -> StreamHandler
+where
+    F: Fn(IncomingStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    Arc::new(move |s| Box::pin(f(s)))
+}
+
+struct Shared {
+    tls: Arc<TlsConfigs>,
+    cfg: TunnelConfig,
+    handler: StreamHandler,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    conn_limit: Arc<Semaphore>,
+}
+
+/// A running tunnel port.
+pub struct TunnelServer {
+    local_addr: SocketAddr,
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+}
+
+impl TunnelServer {
+    /// Binds UDP and TCP on the same port (`addr`'s port may be 0: one free
+    /// port is picked for both) and starts serving.
+    pub async fn bind(
+        addr: SocketAddr,
+        tls: Arc<TlsConfigs>,
+        cfg: TunnelConfig,
+        handler: StreamHandler,
+    ) -> std::io::Result<Self> {
+        let (tcp, endpoint) = bind_pair(addr, &tls, &cfg).await?;
+        let local_addr = tcp.local_addr()?;
+        let shared = Arc::new(Shared {
+            conn_limit: Arc::new(Semaphore::new(cfg.max_connections.max(1))),
+            tls,
+            cfg,
+            handler,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        tokio::spawn(accept_tcp(tcp, shared.clone()));
+        tokio::spawn(accept_quic(endpoint.clone(), shared.clone()));
+        tracing::info!(%local_addr, "tunnel port listening (quic + h2)");
+        Ok(Self {
+            local_addr,
+            endpoint,
+            shared,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, sends GOAWAY on every connection and waits up to
+    /// `grace` for in-flight streams; then closes whatever is left.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.shared.shutdown.cancel();
+        self.shared.tasks.close();
+        if tokio::time::timeout(grace, self.shared.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "grace period over; closing remaining tunnel connections"
+            );
+        }
+        self.endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
+    }
+
+    /// Number of connections and stream tasks still running.
+    pub fn active_tasks(&self) -> usize {
+        self.shared.tasks.len()
+    }
+}
+
+impl Drop for TunnelServer {
+    fn drop(&mut self) {
+        self.shared.shutdown.cancel();
+        self.endpoint.close(quinn::VarInt::from_u32(0), b"closed");
+    }
+}
+
+async fn bind_pair(
+    addr: SocketAddr,
+    tls: &TlsConfigs,
+    cfg: &TunnelConfig,
+) -> std::io::Result<(TcpListener, quinn::Endpoint)> {
+    let server_tls = tls.server(ALPN_H3);
+    let mut last_err = None;
+    for _ in 0..16 {
+        let tcp = TcpListener::bind(addr).await?;
+        let mut udp_addr = addr;
+        udp_addr.set_port(tcp.local_addr()?.port());
+        match quic_endpoint::server_endpoint(udp_addr, server_tls.clone(), cfg) {
+            Ok(ep) => return Ok((tcp, ep)),
+            // With port 0 the UDP twin of the TCP port may be taken: try again.
+            Err(e) if addr.port() == 0 => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| std::io::Error::other("could not bind a UDP+TCP port pair")))
+}
+
+async fn accept_quic(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i { Some(i) => i, None => return },
+            _ = shared.shutdown.cancelled() => return,
+        };
+        let Ok(permit) = shared.conn_limit.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %incoming.remote_address(), "connection limit reached; refusing QUIC connection");
+            incoming.refuse();
+            continue;
+        };
+        let s = shared.clone();
+        shared.tasks.spawn(async move {
+            let _permit = permit;
+            serve_quic_conn(incoming, s).await;
+        });
+    }
+}
+
+async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
+    let remote = incoming.remote_address();
+    let metrics = shared.tls.metrics().clone();
+    let conn = match tokio::time::timeout(shared.cfg.handshake_timeout, async {
+        incoming.accept()?.await
+    })
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            metrics.handshake(TransportKind::Quic, Side::Server, HandshakeResult::Error);
+            tracing::debug!(%remote, error = %e, "QUIC handshake failed");
+            return;
+        }
+        Err(_) => {
+            metrics.handshake(TransportKind::Quic, Side::Server, HandshakeResult::Timeout);
+            tracing::debug!(%remote, "QUIC handshake timed out");
+            return;
+        }
+    };
+    let chain = conn.peer_identity().and_then(|b| {
+        b.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
+            .ok()
+    });
+    let Some(id) = peer_id_from_chain(chain.as_deref().map(|v| v.as_slice())) else {
+        metrics.handshake(TransportKind::Quic, Side::Server, HandshakeResult::Rejected);
+        conn.close(quinn::VarInt::from_u32(0x100), b"no peer identity");
+        return;
+    };
+    metrics.handshake(TransportKind::Quic, Side::Server, HandshakeResult::Ok);
+    let _open = metrics.connection_opened(TransportKind::Quic, Side::Server);
+    let peer = PeerInfo {
+        id,
+        addr: remote,
+        transport: TransportKind::Quic,
+    };
+    let span = tracing::info_span!("tunnel_conn", peer.id = %peer.id, peer.addr = %remote, transport = "quic");
+    async move {
+        let built = h3::server::builder()
+            .max_field_section_size(u64::from(shared.cfg.max_header_bytes))
+            .build::<_, Bytes>(h3_quinn::Connection::new(conn.clone()))
+            .await;
+        let mut h3conn = match built {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "HTTP/3 setup failed");
+                return;
+            }
+        };
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                r = h3conn.accept() => match r {
+                    Ok(Some(resolver)) => {
+                        let s = shared.clone();
+                        let peer = peer.clone();
+                        shared.tasks.spawn(async move {
+                            let header_timeout = s.cfg.request_header_timeout;
+                            match tokio::time::timeout(header_timeout, resolver.resolve_request()).await {
+                                Ok(Ok((req, stream))) => {
+                                    let metric = s.tls.metrics().stream_opened(TransportKind::Quic, Side::Server);
+                                    let ticket = StreamTicket::new(Reservation::none(), metric);
+                                    let (send, recv) = stream.split();
+                                    let incoming = IncomingStream {
+                                        request: req,
+                                        peer,
+                                        body: RecvBody::new(RecvInner::QuicServer(recv), ticket.clone()),
+                                        responder: Responder::new(ResponderInner::Quic(Box::new(send)), ticket),
+                                    };
+                                    (s.handler)(incoming).await;
+                                }
+                                Ok(Err(e)) => tracing::debug!(error = %e, "bad HTTP/3 request refused"),
+                                Err(_) => tracing::debug!("HTTP/3 request headers timed out"),
+                            }
+                        }.in_current_span());
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "HTTP/3 connection ended");
+                        break;
+                    }
+                },
+                _ = shared.shutdown.cancelled(), if !draining => {
+                    draining = true;
+                    let _ = h3conn.shutdown(100).await;
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (tcp, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed on the tunnel TCP port");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shared.shutdown.cancelled() => return,
+        };
+        let Ok(permit) = shared.conn_limit.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %remote, "connection limit reached; refusing TCP connection");
+            continue;
+        };
+        let s = shared.clone();
+        shared.tasks.spawn(async move {
+            let _permit = permit;
+            serve_tcp_conn(tcp, remote, s).await;
+        });
+    }
+}
+
+async fn serve_tcp_conn(tcp: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
+    let metrics = shared.tls.metrics().clone();
+    let _ = tcp.set_nodelay(true);
+    let acceptor = tokio_rustls::TlsAcceptor::from(shared.tls.server(ALPN_H2));
+    let tls = match tokio::time::timeout(shared.cfg.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            metrics.handshake(TransportKind::H2, Side::Server, HandshakeResult::Error);
+            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            metrics.handshake(TransportKind::H2, Side::Server, HandshakeResult::Timeout);
+            tracing::debug!(%remote, "TLS handshake timed out");
+            return;
+        }
+    };
+    let (_, session) = tls.get_ref();
+    if session.alpn_protocol() != Some(ALPN_H2) {
+        metrics.handshake(TransportKind::H2, Side::Server, HandshakeResult::Rejected);
+        tracing::debug!(%remote, "TLS client did not negotiate ALPN h2; closing");
+        return;
+    }
+    let Some(id) = peer_id_from_chain(session.peer_certificates()) else {
+        metrics.handshake(TransportKind::H2, Side::Server, HandshakeResult::Rejected);
+        return;
+    };
+    metrics.handshake(TransportKind::H2, Side::Server, HandshakeResult::Ok);
+    let _open = metrics.connection_opened(TransportKind::H2, Side::Server);
+    let peer = PeerInfo {
+        id,
+        addr: remote,
+        transport: TransportKind::H2,
+    };
+    let span = tracing::info_span!("tunnel_conn", peer.id = %peer.id, peer.addr = %remote, transport = "h2");
+    async move {
+        let cfg = &shared.cfg;
+        let mut conn = match h2::server::Builder::new()
+            .max_concurrent_streams(cfg.max_concurrent_streams)
+            .initial_window_size(cfg.stream_window)
+            .initial_connection_window_size(cfg.connection_window)
+            .max_frame_size(256 << 10)
+            .max_header_list_size(cfg.max_header_bytes)
+            .max_send_buffer_size(256 << 10)
+            .handshake::<_, Bytes>(tls)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "HTTP/2 preface failed");
+                return;
+            }
+        };
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                r = conn.accept() => match r {
+                    Some(Ok((req, respond))) => {
+                        let s = shared.clone();
+                        let peer = peer.clone();
+                        shared.tasks.spawn(async move {
+                            let metric = s.tls.metrics().stream_opened(TransportKind::H2, Side::Server);
+                            let ticket = StreamTicket::new(Reservation::none(), metric);
+                            let (parts, body) = req.into_parts();
+                            let incoming = IncomingStream {
+                                request: http::Request::from_parts(parts, ()),
+                                peer,
+                                body: RecvBody::new(RecvInner::H2(body), ticket.clone()),
+                                responder: Responder::new(ResponderInner::H2(respond), ticket),
+                            };
+                            (s.handler)(incoming).await;
+                        }.in_current_span());
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "HTTP/2 stream or connection error");
+                        if e.is_io() || e.is_go_away() { break; }
+                        if !e.is_reset() { break; }
+                    }
+                    None => break,
+                },
+                _ = shared.shutdown.cancelled(), if !draining => {
+                    draining = true;
+                    conn.graceful_shutdown();
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}

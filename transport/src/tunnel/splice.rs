@@ -1,0 +1,163 @@
+//! Copying between a TCP connection and a tunnel stream, each direction on
+//! its own: TCP FIN ↔ end of stream (half-close), TCP RST ↔ stream reset.
+//! Buffers are bounded: one chunk per direction is in hand at a time, and a
+//! slow reader stalls the writer through flow control, never through
+//! unbounded buffering.
+
+use std::io::ErrorKind;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use super::body::{RecvBody, SendBody};
+use super::error::StreamError;
+
+/// Bytes read from TCP per chunk.
+pub const CHUNK: usize = 64 * 1024;
+
+/// How a spliced connection ended, and how many bytes moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpliceStats {
+    /// Bytes read from TCP and sent into the stream.
+    pub tcp_to_stream: u64,
+    /// Bytes received from the stream and written to TCP.
+    pub stream_to_tcp: u64,
+    /// Whether either side ended with a reset.
+    pub reset: bool,
+}
+
+enum Up {
+    Done(u64),
+    Reset(u64),
+}
+
+/// Runs both directions until both have ended (or one side resets, which
+/// aborts both). A direction with no traffic in either way for `idle`
+/// aborts the whole splice.
+pub async fn splice(
+    tcp: TcpStream,
+    mut send: SendBody,
+    mut recv: RecvBody,
+    idle: Duration,
+) -> Result<SpliceStats, StreamError> {
+    let (mut rd, mut wr) = tcp.into_split();
+    let activity = tokio::sync::watch::channel(());
+    let (tick_tx, mut tick_rx) = activity;
+    let up = async {
+        let mut n = 0u64;
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        loop {
+            buf.reserve(CHUNK);
+            match rd.read_buf(&mut buf).await {
+                Ok(0) => {
+                    let _ = send.finish().await;
+                    return Up::Done(n);
+                }
+                Ok(k) => {
+                    n += k as u64;
+                    let _ = tick_tx.send(());
+                    if send.send_data(buf.split().freeze()).await.is_err() {
+                        // The peer stopped reading: treat as a reset.
+                        return Up::Reset(n);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, reset = is_reset(e.kind()), "TCP read failed; resetting the stream");
+                    send.reset();
+                    return Up::Reset(n);
+                }
+            }
+        }
+    };
+    let down = async {
+        let mut n = 0u64;
+        loop {
+            match recv.data().await {
+                Ok(Some(chunk)) => {
+                    n += chunk.len() as u64;
+                    let _ = tick_tx.send(());
+                    if wr.write_all(&chunk).await.is_err() {
+                        recv.stop();
+                        return (n, true, wr);
+                    }
+                }
+                Ok(None) => {
+                    tracing::trace!("stream finished; half-closing TCP");
+                    let _ = wr.shutdown().await;
+                    return (n, false, wr);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "stream ended with an error; resetting TCP");
+                    return (n, true, wr);
+                }
+            }
+        }
+    };
+    let idle_watch = async {
+        loop {
+            match tokio::time::timeout(idle, tick_rx.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => std::future::pending::<()>().await,
+                Err(_) => return,
+            }
+        }
+    };
+    tokio::pin!(up, down, idle_watch);
+    let mut up_result: Option<Up> = None;
+    let mut down_result: Option<(u64, bool, OwnedWriteHalf)> = None;
+    loop {
+        tokio::select! {
+            r = &mut up, if up_result.is_none() => {
+                if let Up::Reset(n) = r {
+                    // TCP reset (or stream refused): abort the other way too.
+                    return Ok(SpliceStats { tcp_to_stream: n, stream_to_tcp: 0, reset: true });
+                }
+                up_result = Some(r);
+            }
+            r = &mut down, if down_result.is_none() => {
+                let (n, reset, wr) = r;
+                if reset {
+                    reset_tcp(wr, None);
+                    let sent = match up_result { Some(Up::Done(k)) | Some(Up::Reset(k)) => k, None => 0 };
+                    return Ok(SpliceStats { tcp_to_stream: sent, stream_to_tcp: n, reset: true });
+                }
+                down_result = Some((n, reset, wr));
+            }
+            _ = &mut idle_watch => {
+                return Err(StreamError::Idle(idle));
+            }
+        }
+        if let (Some(Up::Done(up_n)), Some((down_n, _, _))) = (&up_result, &down_result) {
+            return Ok(SpliceStats {
+                tcp_to_stream: *up_n,
+                stream_to_tcp: *down_n,
+                reset: false,
+            });
+        }
+    }
+}
+
+fn is_reset(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+    )
+}
+
+/// Closes a TCP connection with RST instead of FIN.
+pub fn reset_tcp(wr: OwnedWriteHalf, rd: Option<OwnedReadHalf>) {
+    let _ = socket2::SockRef::from(wr.as_ref()).set_linger(Some(Duration::ZERO));
+    // Dropping a write half sends FIN first; `forget` skips that, so the
+    // socket closes (with RST) once the read half is dropped.
+    wr.forget();
+    drop(rd);
+}
+
+/// Resets a whole TCP stream (RST).
+pub fn reset_tcp_stream(tcp: TcpStream) {
+    let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
+    drop(tcp);
+}

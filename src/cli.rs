@@ -20,6 +20,92 @@ pub struct Cli {
 pub enum Command {
     /// Create a trust domain's CA and issue SPIFFE workload certificates.
     Certs(CertsArgs),
+    /// Run the sidecar edge proxy (or print/apply its iptables rules).
+    Edge(EdgeArgs),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct EdgeArgs {
+    #[command(subcommand)]
+    pub command: Option<EdgeCommand>,
+    /// The edge configuration file (TOML; see docs/configuration.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr (access logs use the tracing target `access`).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EdgeCommand {
+    /// The iptables rules that redirect a workload's outbound TCP to the
+    /// transparent listener, excluding the proxy's own uid and ports.
+    Iptables {
+        /// Print the rules as shell commands.
+        #[arg(long, conflicts_with = "apply", required_unless_present = "apply")]
+        print: bool,
+        /// Install the rules (needs CAP_NET_ADMIN).
+        #[arg(long)]
+        apply: bool,
+        /// The transparent listener's port.
+        #[arg(long, default_value_t = 4140)]
+        proxy_port: u16,
+        /// The uid the proxy runs as; its own connections are not redirected.
+        #[arg(long)]
+        proxy_uid: u32,
+        /// Destination ports never redirected (comma separated).
+        #[arg(long, value_delimiter = ',', default_value = "4143,4191")]
+        exclude_ports: Vec<u16>,
+        /// The nat chain to create.
+        #[arg(long, default_value = "FERRY_OUTPUT")]
+        chain: String,
+    },
+}
+
+impl EdgeArgs {
+    fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Some(EdgeCommand::Iptables {
+                print,
+                apply: _,
+                proxy_port,
+                proxy_uid,
+                exclude_ports,
+                chain,
+            }) => {
+                let spec = ferry_edge::iptables::RedirectSpec {
+                    proxy_port,
+                    proxy_uid,
+                    exclude_ports,
+                    chain,
+                };
+                if print {
+                    print!("{}", spec.script());
+                } else {
+                    spec.apply().map_err(anyhow::Error::msg)?;
+                }
+                Ok(())
+            }
+            None => {
+                let config = self
+                    .config
+                    .ok_or_else(|| anyhow::anyhow!("--config FILE is required"))?;
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(ferry_edge::run(&config))?;
+                Ok(())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -70,10 +156,19 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
 }
 
 impl Cli {
+    /// Default log level and format for the selected subcommand.
+    pub fn log_settings(&self) -> (&'static str, LogFormat) {
+        match &self.command {
+            Command::Edge(e) if e.command.is_none() => ("info", e.log_format),
+            _ => ("warn", LogFormat::Text),
+        }
+    }
+
     /// Runs the selected subcommand.
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Certs(certs) => certs.run(),
+            Command::Edge(edge) => edge.run(),
         }
     }
 }

@@ -13,7 +13,8 @@ const EXIT_FAILURE: u8 = 2;
 fn main() -> ExitCode {
     ferry_transport::install_crypto_provider();
     let cli = cli::Cli::parse();
-    init_tracing();
+    let (level, format) = cli.log_settings();
+    init_tracing(level, format);
     match cli.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -25,12 +26,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default: warnings and errors).
-fn init_tracing() {
+/// Logs to stderr, filtered by `RUST_LOG` (default: the command's level).
+fn init_tracing(level: &str, format: cli::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        cli::LogFormat::Json => builder.json().try_init(),
+        cli::LogFormat::Text => builder.try_init(),
+    };
 }

@@ -1,0 +1,286 @@
+//! The configuration structures and their defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferry_transport::identity::{SpiffeId, TrustDomain};
+use serde::Deserialize;
+
+fn d<T: Default>() -> T {
+    T::default()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// A name for logs and `/config` (defaults to the SPIFFE ID).
+    #[serde(default)]
+    pub name: Option<String>,
+    pub identity: IdentityConfig,
+    #[serde(default)]
+    pub tunnel: TunnelSection,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub outbound: OutboundConfig,
+    #[serde(default)]
+    pub inbound: InboundConfig,
+    pub discovery: DiscoveryConfig,
+    /// How long in-flight requests and streams get to finish at shutdown.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub bundles: Vec<PathBuf>,
+    /// How often the files are checked for rotation.
+    #[serde(default = "default_reload", with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+fn default_reload() -> Duration {
+    Duration::from_secs(2)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelSection {
+    /// The tunnel port (UDP for QUIC and TCP for the fallback).
+    #[serde(default = "default_tunnel")]
+    pub listen: SocketAddr,
+    /// QUIC's head start before TLS/TCP is raced.
+    #[serde(default = "default_head_start", with = "humantime_serde")]
+    pub head_start: Duration,
+    /// `quic`, `h2`, or unset (QUIC first with fallback).
+    #[serde(default)]
+    pub force_transport: Option<ForceTransport>,
+    /// Largest UDP payload path-MTU discovery may probe.
+    #[serde(default = "default_udp_payload")]
+    pub max_udp_payload: u16,
+}
+
+fn default_tunnel() -> SocketAddr {
+    "0.0.0.0:4143".parse().expect("static")
+}
+fn default_head_start() -> Duration {
+    Duration::from_millis(300)
+}
+fn default_udp_payload() -> u16 {
+    1452
+}
+
+impl Default for TunnelSection {
+    fn default() -> Self {
+        Self {
+            listen: default_tunnel(),
+            head_start: default_head_start(),
+            force_transport: None,
+            max_udp_payload: default_udp_payload(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ForceTransport {
+    Quic,
+    H2,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "default_admin")]
+    pub listen: SocketAddr,
+}
+
+fn default_admin() -> SocketAddr {
+    "127.0.0.1:4191".parse().expect("static")
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_admin(),
+        }
+    }
+}
+
+/// What to do with traffic to destinations with no known identity.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NonMeshPolicy {
+    /// Connect directly, as the application asked.
+    #[default]
+    Passthrough,
+    /// Refuse (503 for HTTP, reset for TCP).
+    Refuse,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Explicit listeners: `127.0.0.1:PORT → service`.
+    #[serde(default)]
+    pub listeners: Vec<OutboundListener>,
+    /// The transparent listener (iptables REDIRECT target), if any.
+    #[serde(default)]
+    pub transparent: Option<SocketAddr>,
+    #[serde(default)]
+    pub non_mesh: NonMeshPolicy,
+    /// Ports where the server speaks first: no protocol detection.
+    #[serde(default = "default_server_first")]
+    pub server_first_ports: Vec<u16>,
+    /// How long to wait for the client's first bytes before treating the
+    /// connection as opaque TCP.
+    #[serde(default = "default_detect", with = "humantime_serde")]
+    pub detect_timeout: Duration,
+    /// Time limit of one HTTP request through the mesh (0: none).
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Time limit of connecting to a peer (handshake included).
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+fn default_server_first() -> Vec<u16> {
+    vec![25, 587, 3306, 4444, 5432, 6379, 9300, 11211]
+}
+fn default_detect() -> Duration {
+    Duration::from_millis(300)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self {
+            listeners: d(),
+            transparent: None,
+            non_mesh: NonMeshPolicy::default(),
+            server_first_ports: default_server_first(),
+            detect_timeout: default_detect(),
+            request_timeout: default_request_timeout(),
+            connect_timeout: default_connect_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundListener {
+    /// Where the application connects, e.g. `127.0.0.1:9000`.
+    pub listen: SocketAddr,
+    /// The service it reaches: `name.namespace:port`.
+    pub service: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundConfig {
+    /// Header carrying the authenticated client SPIFFE ID to the application.
+    #[serde(default = "default_identity_header")]
+    pub identity_header: String,
+    /// Authorization per application port; ports not listed allow any
+    /// authenticated mesh identity.
+    #[serde(default)]
+    pub ports: Vec<PortPolicy>,
+    /// The address local applications listen on.
+    #[serde(default = "default_app_host")]
+    pub app_host: std::net::IpAddr,
+}
+
+fn default_identity_header() -> String {
+    "x-ferry-client-id".into()
+}
+fn default_app_host() -> std::net::IpAddr {
+    std::net::Ipv4Addr::LOCALHOST.into()
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        Self {
+            identity_header: default_identity_header(),
+            ports: d(),
+            app_host: default_app_host(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortPolicy {
+    pub port: u16,
+    /// Exact SPIFFE IDs allowed.
+    #[serde(default)]
+    pub allow_ids: Vec<SpiffeIdValue>,
+    /// Whole trust domains allowed.
+    #[serde(default)]
+    pub allow_trust_domains: Vec<TrustDomainValue>,
+    /// Namespaces (from `/ns/<ns>/...` IDs) allowed, in any trust domain
+    /// this edge trusts.
+    #[serde(default)]
+    pub allow_namespaces: Vec<String>,
+}
+
+/// A SPIFFE ID in a config file (validated while parsing, so the error
+/// carries the line).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SpiffeIdValue(pub SpiffeId);
+
+impl TryFrom<String> for SpiffeIdValue {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        SpiffeId::parse(&s)
+            .map(SpiffeIdValue)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl From<SpiffeIdValue> for String {
+    fn from(v: SpiffeIdValue) -> String {
+        v.0.to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TrustDomainValue(pub TrustDomain);
+
+impl TryFrom<String> for TrustDomainValue {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse::<TrustDomain>()
+            .map(TrustDomainValue)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl From<TrustDomainValue> for String {
+    fn from(v: TrustDomainValue) -> String {
+        v.0.to_string()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// The mesh file (services and their endpoints), reloaded on change.
+    pub mesh_file: Option<PathBuf>,
+    #[serde(default = "default_reload", with = "humantime_serde")]
+    pub reload_interval: Duration,
+}

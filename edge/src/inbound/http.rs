@@ -1,0 +1,191 @@
+//! An HTTP request arriving through the tunnel: authorize the caller for
+//! the target port, strip any identity header that came from outside, add
+//! the authenticated one, and forward to the local application in the
+//! protocol the client's application spoke (HTTP/1.1, h2c, gRPC).
+//! Response bodies and trailers stream back.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_transport::tunnel::headers::{
+    FERRY_DESTINATION, FERRY_ERROR, FERRY_PROTOCOL, FERRY_SOURCE,
+};
+use ferry_transport::tunnel::{refuse, IncomingStream};
+use http::{HeaderName, HeaderValue, Request, StatusCode};
+use http_body_util::BodyExt;
+
+use crate::context::EdgeContext;
+use crate::tunnel_body::{pump_body, recv_to_body};
+use crate::wire::{strip_hop_by_hop, AppProtocol, FERRY_TARGET};
+
+pub async fn serve(
+    stream: IncomingStream,
+    ctx: Arc<EdgeContext>,
+    authz: &super::authz::Authorizer,
+) {
+    let start = Instant::now();
+    let peer = stream.peer.clone();
+    let headers = stream.request.headers();
+    let target: Option<SocketAddr> = headers
+        .get(FERRY_TARGET)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let protocol = headers
+        .get(FERRY_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(AppProtocol::parse)
+        .unwrap_or(AppProtocol::Http1);
+    let method = stream.request.method().clone();
+    let path = stream.request.uri().path().to_string();
+    let log = |status: u16, error: &str| {
+        ctx.metrics.request(
+            "inbound",
+            peer.transport.as_str(),
+            status,
+            start.elapsed().as_secs_f64(),
+        );
+        tracing::info!(
+            target: "access",
+            direction = "inbound",
+            src = %peer.id,
+            dst = %ctx.id(),
+            transport = %peer.transport,
+            protocol = protocol.as_str(),
+            method = %method,
+            path = %path,
+            status,
+            duration_us = start.elapsed().as_micros() as u64,
+            error,
+            "request"
+        );
+    };
+    let Some(target) = target else {
+        refuse(
+            stream,
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "missing or invalid ferry-target header",
+        )
+        .await;
+        log(400, "malformed");
+        return;
+    };
+    if !authz.allows(&peer.id, target.port()) {
+        ctx.metrics.denied("http");
+        tracing::warn!(client = %peer.id, port = target.port(), "request denied by policy");
+        refuse(
+            stream,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!("{} may not call port {}", peer.id, target.port()),
+        )
+        .await;
+        log(403, "forbidden");
+        return;
+    }
+    let IncomingStream {
+        request,
+        body,
+        responder,
+        ..
+    } = stream;
+    let (parts, ()) = request.into_parts();
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| target.to_string());
+    let host_only = authority
+        .rsplit_once(':')
+        .map(|(h, _)| h.to_string())
+        .unwrap_or(authority.clone());
+    let path_q = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri = format!("http://{host_only}:{}{path_q}", target.port());
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    for h in [
+        FERRY_TARGET,
+        FERRY_PROTOCOL,
+        FERRY_DESTINATION,
+        FERRY_SOURCE,
+    ] {
+        headers.remove(h);
+    }
+    // Never trust an identity header from outside; set the authenticated one.
+    let id_header = HeaderName::from_bytes(ctx.cfg.inbound.identity_header.as_bytes())
+        .unwrap_or(HeaderName::from_static("x-ferry-client-id"));
+    headers.remove(&id_header);
+    if let Ok(v) = HeaderValue::from_str(&peer.id.to_string()) {
+        headers.insert(id_header, v);
+    }
+    if !protocol.is_h2() {
+        if let Ok(v) = HeaderValue::from_str(&authority) {
+            headers.insert(http::header::HOST, v);
+        }
+    }
+    let mut req = match Request::builder()
+        .method(parts.method)
+        .uri(uri)
+        .body(recv_to_body(body))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = responder
+                .send_simple(
+                    StatusCode::BAD_REQUEST,
+                    Some("malformed"),
+                    &format!("{e}\n"),
+                )
+                .await;
+            log(400, "malformed");
+            return;
+        }
+    };
+    *req.headers_mut() = headers;
+    let client = if protocol.is_h2() {
+        &ctx.app_clients.h2
+    } else {
+        &ctx.app_clients.http1
+    };
+    let resp = match client.request(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            let (status, code) = if e.is_connect() {
+                (StatusCode::BAD_GATEWAY, "app_unreachable")
+            } else {
+                (StatusCode::BAD_GATEWAY, "app_error")
+            };
+            tracing::debug!(error = %e, port = target.port(), "local application request failed");
+            let _ = responder
+                .send_simple(
+                    status,
+                    Some(code),
+                    &format!("application at port {}: {e}\n", target.port()),
+                )
+                .await;
+            log(status.as_u16(), code);
+            return;
+        }
+    };
+    let status = resp.status().as_u16();
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(FERRY_ERROR);
+    let head = http::Response::from_parts(parts, ());
+    let send = match responder.send_response(head).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "sending the response head failed");
+            log(status, "stream_failed");
+            return;
+        }
+    };
+    log(status, "");
+    let end = pump_body(body.boxed(), send).await;
+    tracing::trace!(?end, "response body done");
+}

@@ -1,0 +1,268 @@
+//! Ferry's edge: the sidecar beside every workload. Outbound, it takes the
+//! application's plaintext HTTP and TCP and carries them over the tunnel to
+//! the destination's edge; inbound, it serves the tunnel port, authorizes
+//! callers by SPIFFE ID and forwards to the local application. An admin
+//! port exposes metrics, readiness, the effective configuration and
+//! shutdown.
+
+pub mod admin;
+pub mod balance;
+pub mod config;
+pub mod context;
+pub mod discovery;
+pub mod inbound;
+pub mod iptables;
+pub mod metrics;
+pub mod outbound;
+pub mod prefixed_io;
+pub mod tunnel_body;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use ferry_transport::identity::{IdentityFiles, IdentityStore};
+use ferry_transport::tls::TlsConfigs;
+use ferry_transport::tunnel::{handler, TunnelClient, TunnelConfig, TunnelServer};
+use ferry_transport::TransportKind;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use config::{EdgeConfig, ForceTransport};
+use context::EdgeContext;
+use discovery::Discovery;
+use metrics::EdgeMetrics;
+
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("identity: {0}")]
+    Identity(#[from] ferry_transport::identity::IdentityError),
+    #[error("binding {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A running edge.
+pub struct RunningEdge {
+    pub tunnel: SocketAddr,
+    pub admin: SocketAddr,
+    /// Explicit outbound listeners as bound, with their service.
+    pub outbound: Vec<(SocketAddr, String)>,
+    pub transparent: Option<SocketAddr>,
+    ctx: Arc<EdgeContext>,
+    server: TunnelServer,
+}
+
+fn tunnel_config(cfg: &EdgeConfig) -> TunnelConfig {
+    TunnelConfig {
+        head_start: cfg.tunnel.head_start,
+        force_transport: cfg.tunnel.force_transport.map(|f| match f {
+            ForceTransport::Quic => TransportKind::Quic,
+            ForceTransport::H2 => TransportKind::H2,
+        }),
+        max_udp_payload: cfg.tunnel.max_udp_payload,
+        ..TunnelConfig::default()
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, EdgeError> {
+    outbound::bind(addr).map_err(|source| EdgeError::Bind { what, addr, source })
+}
+
+/// Starts every listener. The edge is ready when this returns.
+pub async fn start(cfg: EdgeConfig) -> Result<RunningEdge, EdgeError> {
+    ferry_transport::install_crypto_provider();
+    let files = IdentityFiles {
+        cert: cfg.identity.cert.clone(),
+        key: cfg.identity.key.clone(),
+        bundles: cfg.identity.bundles.clone(),
+    };
+    let identity = IdentityStore::load(&files)?;
+    identity.watch(files, cfg.identity.reload_interval);
+    let mesh_file = cfg
+        .discovery
+        .mesh_file
+        .clone()
+        .ok_or_else(|| EdgeError::Other("discovery.mesh_file is required".into()))?;
+    let discovery = Discovery::from_mesh_file(&mesh_file)?;
+    discovery.watch(mesh_file, cfg.discovery.reload_interval);
+
+    let metrics = EdgeMetrics::new();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let tls = TlsConfigs::new(identity.clone(), metrics.transport.clone());
+    let tcfg = tunnel_config(&cfg);
+    let client = TunnelClient::new(tls.clone(), tcfg.clone()).map_err(|e| EdgeError::Bind {
+        what: "the QUIC client endpoint",
+        addr: "0.0.0.0:0".parse().expect("static"),
+        source: e,
+    })?;
+    let ctx = Arc::new(EdgeContext {
+        app_clients: inbound::app_client::AppClients::new(cfg.inbound.app_host),
+        cfg: cfg.clone(),
+        identity,
+        client,
+        discovery,
+        balancer: Default::default(),
+        metrics,
+        shutdown: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+    });
+
+    let authz = Arc::new(inbound::authz::Authorizer::new(&cfg.inbound.ports));
+    let server = {
+        let ctx = ctx.clone();
+        TunnelServer::bind(
+            cfg.tunnel.listen,
+            tls,
+            tcfg,
+            handler(move |stream| inbound::handle(stream, ctx.clone(), authz.clone())),
+        )
+        .await
+        .map_err(|source| EdgeError::Bind {
+            what: "the tunnel port",
+            addr: cfg.tunnel.listen,
+            source,
+        })?
+    };
+
+    let mut outbound_addrs = Vec::new();
+    for l in &cfg.outbound.listeners {
+        let listener = bind("an outbound listener", l.listen).await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| EdgeError::Other(e.to_string()))?;
+        outbound_addrs.push((addr, l.service.clone()));
+        tokio::spawn(outbound::serve(
+            listener,
+            Some(l.service.clone()),
+            ctx.clone(),
+        ));
+    }
+    let transparent = match cfg.outbound.transparent {
+        Some(a) => {
+            let listener = bind("the transparent listener", a).await?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| EdgeError::Other(e.to_string()))?;
+            tokio::spawn(outbound::serve(listener, None, ctx.clone()));
+            Some(addr)
+        }
+        None => None,
+    };
+    let admin_listener = bind("the admin listener", cfg.admin.listen).await?;
+    let admin = admin_listener
+        .local_addr()
+        .map_err(|e| EdgeError::Other(e.to_string()))?;
+    let listeners = serde_json::json!({
+        "tunnel": server.local_addr(),
+        "admin": admin,
+        "outbound": outbound_addrs.iter().map(|(a, s)| serde_json::json!({"listen": a, "service": s})).collect::<Vec<_>>(),
+        "transparent": transparent,
+    });
+    let state = Arc::new(admin::AdminState {
+        ctx: ctx.clone(),
+        registry,
+        ready: Default::default(),
+        listeners,
+    });
+    tokio::spawn(admin::serve(admin_listener, state.clone()));
+    state.ready.store(true, Ordering::Release);
+    tracing::info!(id = %ctx.id(), tunnel = %server.local_addr(), %admin, "edge ready");
+    Ok(RunningEdge {
+        tunnel: server.local_addr(),
+        admin,
+        outbound: outbound_addrs,
+        transparent,
+        ctx,
+        server,
+    })
+}
+
+impl RunningEdge {
+    /// The token that starts a graceful shutdown when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.ctx.shutdown.clone()
+    }
+
+    /// One JSON line describing the listeners (printed when ready).
+    pub fn ready_line(&self) -> String {
+        serde_json::json!({
+            "ready": true,
+            "id": self.ctx.id().to_string(),
+            "tunnel": self.tunnel,
+            "admin": self.admin,
+            "outbound": self.outbound.iter().map(|(a, s)| serde_json::json!({"listen": a, "service": s})).collect::<Vec<_>>(),
+            "transparent": self.transparent,
+        })
+        .to_string()
+    }
+
+    /// Waits until shutdown is requested, then drains.
+    pub async fn wait(self) {
+        self.ctx.shutdown.cancelled().await;
+        self.drain().await;
+    }
+
+    /// Graceful shutdown: stop accepting, GOAWAY to peers, let in-flight
+    /// requests and streams finish within the grace period, then close.
+    pub async fn shutdown(self) {
+        self.ctx.shutdown.cancel();
+        self.drain().await;
+    }
+
+    async fn drain(self) {
+        let grace = self.ctx.cfg.shutdown_grace;
+        tracing::info!(?grace, "draining");
+        self.ctx.tasks.close();
+        let outbound = async {
+            if tokio::time::timeout(grace, self.ctx.tasks.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!("grace period over with outbound connections still open");
+            }
+        };
+        tokio::join!(self.server.shutdown(grace), outbound);
+        self.ctx.client.close();
+        tracing::info!("edge stopped");
+    }
+}
+
+/// `ferry edge --config FILE`: runs until SIGTERM, SIGINT or `/shutdown`.
+pub async fn run(config_path: &Path) -> Result<(), EdgeError> {
+    let cfg = EdgeConfig::load(config_path)?;
+    let edge = start(cfg).await?;
+    println!("{}", edge.ready_line());
+    let token = edge.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        token.cancel();
+    });
+    edge.wait().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,285 @@
+//! HTTP from the application (HTTP/1.1 with keep-alive, chunked bodies and
+//! `Expect: 100-continue`; h2c; gRPC over h2c): every request is balanced
+//! on its own and sent as its own tunnel request (HTTP/3, or HTTP/2 on the
+//! fallback), bodies and trailers streamed both ways. The application's
+//! protocol travels in `ferry-protocol` so the inbound edge speaks it back.
+//! Failures are answered: 503 no endpoints, 502 connect/handshake failure,
+//! 504 timeout, each with a `ferry-error` header.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ferry_transport::tunnel::headers::{
+    FERRY_DESTINATION, FERRY_ERROR, FERRY_PROTOCOL, FERRY_SOURCE,
+};
+use ferry_transport::tunnel::{PeerKey, TunnelError};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use super::detect::Detected;
+use super::route::Target;
+use crate::context::EdgeContext;
+use crate::prefixed_io::PrefixedIo;
+use crate::tunnel_body::{full, pump_body, recv_to_body, ProxyBody};
+use crate::wire::{strip_hop_by_hop, AppProtocol, FERRY_TARGET};
+
+/// Serves one application connection as HTTP.
+pub async fn serve(
+    tcp: TcpStream,
+    prefix: Bytes,
+    detected: Detected,
+    target: Target,
+    ctx: Arc<EdgeContext>,
+) {
+    let io = TokioIo::new(PrefixedIo::new(prefix, tcp));
+    let h2 = detected == Detected::H2;
+    let svc = {
+        let ctx = ctx.clone();
+        let target = target.clone();
+        service_fn(move |req: Request<Incoming>| {
+            let ctx = ctx.clone();
+            let target = target.clone();
+            async move { Ok::<_, Infallible>(forward(req, h2, &target, &ctx).await) }
+        })
+    };
+    let shutdown = ctx.shutdown.clone();
+    let result = if h2 {
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .max_concurrent_streams(1024)
+            .serve_connection(io, svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    } else {
+        let conn = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .header_read_timeout(std::time::Duration::from_secs(30))
+            .timer(hyper_util::rt::TokioTimer::new())
+            .serve_connection(io, svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "application HTTP connection ended with an error");
+    }
+}
+
+fn error_response(status: StatusCode, code: &'static str, detail: String) -> Response<ProxyBody> {
+    let mut r = Response::new(full(format!("ferry: {detail}\n")));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(FERRY_ERROR, HeaderValue::from_static(code));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// The authority the application addressed (Host header or URI).
+fn app_authority(req: &Request<Incoming>) -> Option<String> {
+    req.uri().authority().map(|a| a.to_string()).or_else(|| {
+        req.headers()
+            .get(http::header::HOST)?
+            .to_str()
+            .ok()
+            .map(str::to_string)
+    })
+}
+
+/// Forwards one request; never fails (errors become responses).
+pub async fn forward(
+    req: Request<Incoming>,
+    h2: bool,
+    target: &Target,
+    ctx: &EdgeContext,
+) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let protocol = AppProtocol::of(h2, req.headers());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = forward_inner(req, protocol, target, ctx, start).await;
+    let (resp, peer, transport) = match resp {
+        Ok(x) => x,
+        Err(r) => (r, None, None),
+    };
+    let transport_label = transport.map(|t| t.as_str()).unwrap_or("none");
+    let elapsed = start.elapsed();
+    ctx.metrics.request(
+        "outbound",
+        transport_label,
+        resp.status().as_u16(),
+        elapsed.as_secs_f64(),
+    );
+    tracing::info!(
+        target: "access",
+        direction = "outbound",
+        src = %ctx.id(),
+        dst = %target.name(),
+        peer = peer.as_ref().map(|p: &ferry_transport::identity::SpiffeId| p.to_string()).unwrap_or_default(),
+        transport = transport_label,
+        protocol = protocol.as_str(),
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        duration_us = elapsed.as_micros() as u64,
+        error = resp.headers().get(FERRY_ERROR).and_then(|v| v.to_str().ok()).unwrap_or(""),
+        "request"
+    );
+    resp
+}
+
+type Forwarded = (
+    Response<ProxyBody>,
+    Option<ferry_transport::identity::SpiffeId>,
+    Option<ferry_transport::TransportKind>,
+);
+
+async fn forward_inner(
+    req: Request<Incoming>,
+    protocol: AppProtocol,
+    target: &Target,
+    ctx: &EdgeContext,
+    start: Instant,
+) -> Result<Forwarded, Response<ProxyBody>> {
+    let endpoints = target.endpoints();
+    if endpoints.is_empty() {
+        return Err(error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_endpoints",
+            format!("no endpoints for {}", target.name()),
+        ));
+    }
+    let authority = app_authority(&req).unwrap_or_else(|| target.name());
+    let (parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri: Uri = format!("http://{authority}{path}").parse().map_err(|e| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("bad request target: {e}"),
+        )
+    })?;
+    let mut headers: HeaderMap = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    headers.remove(http::header::HOST);
+    headers.insert(FERRY_PROTOCOL, HeaderValue::from_static(protocol.as_str()));
+    if let Ok(v) = HeaderValue::from_str(&target.name()) {
+        headers.insert(FERRY_DESTINATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&ctx.id().to_string()) {
+        headers.insert(FERRY_SOURCE, v);
+    }
+    let deadline = ctx.cfg.outbound.request_timeout;
+    // Try up to two endpoints while nothing of the request has been sent.
+    let mut last_err: Option<TunnelError> = None;
+    for _attempt in 0..2 {
+        let Some((endpoint, lease)) = ctx.balancer.pick(&endpoints) else {
+            break;
+        };
+        let mut h = headers.clone();
+        if let Ok(v) = HeaderValue::from_str(&endpoint.address.to_string()) {
+            h.insert(FERRY_TARGET, v);
+        }
+        let mut tunnel_req = Request::builder()
+            .method(parts.method.clone())
+            .uri(uri.clone())
+            .body(())
+            .expect("valid parts");
+        *tunnel_req.headers_mut() = h;
+        let peer = PeerKey::new(endpoint.tunnel, endpoint.id.clone());
+        let opened = match tokio::time::timeout(
+            ctx.cfg.outbound.connect_timeout,
+            ctx.client.open(&peer, tunnel_req),
+        )
+        .await
+        {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => {
+                lease.done(false);
+                tracing::debug!(peer = %endpoint.id, error = %e, "opening the tunnel request failed");
+                last_err = Some(e);
+                continue;
+            }
+            Err(_) => {
+                lease.done(false);
+                return Err(error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "connect_timeout",
+                    format!("connecting to {} timed out", endpoint.id),
+                ));
+            }
+        };
+        let transport = opened.transport;
+        // Stream the request body in the background; the response can start first.
+        tokio::spawn(async move {
+            let end = pump_body(body, opened.send).await;
+            tracing::trace!(?end, "request body done");
+        });
+        let remaining = deadline.saturating_sub(start.elapsed());
+        let response = if deadline.is_zero() {
+            Ok(opened.response.response().await)
+        } else {
+            tokio::time::timeout(remaining, opened.response.response()).await
+        };
+        return match response {
+            Ok(Ok((head, recv))) => {
+                lease.done(head.status().as_u16() < 500);
+                let (mut parts, ()) = head.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                // The tunnel's version (HTTP/3 or 2) is not the application's.
+                parts.version = http::Version::default();
+                Ok((
+                    Response::from_parts(parts, recv_to_body(recv)),
+                    Some(endpoint.id.clone()),
+                    Some(transport),
+                ))
+            }
+            Ok(Err(e)) => {
+                lease.done(false);
+                Err(error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "stream_failed",
+                    format!("the request to {} failed: {e}", endpoint.id),
+                ))
+            }
+            Err(_) => {
+                lease.done(false);
+                Err(error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "timeout",
+                    format!("no response within {deadline:?}"),
+                ))
+            }
+        };
+    }
+    let detail = last_err
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| "no endpoint".into());
+    let code = if detail.contains("handshake") {
+        "handshake_failed"
+    } else {
+        "connect_failed"
+    };
+    Err(error_response(StatusCode::BAD_GATEWAY, code, detail))
+}

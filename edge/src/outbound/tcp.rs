@@ -1,0 +1,116 @@
+//! Opaque TCP from the application: pick an endpoint (per connection), open
+//! a CONNECT tunnel to it and splice. Failures close the application's
+//! connection promptly with a reset.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ferry_transport::tunnel::splice::reset_tcp_stream;
+use ferry_transport::tunnel::{splice, ConnectMeta, PeerKey};
+use tokio::net::TcpStream;
+
+use super::route::Target;
+use crate::config::NonMeshPolicy;
+use crate::context::EdgeContext;
+
+pub async fn forward(tcp: TcpStream, prefix: Bytes, target: Target, ctx: Arc<EdgeContext>) {
+    let start = Instant::now();
+    let endpoints = target.endpoints();
+    let name = target.name();
+    let Some((endpoint, lease)) = ctx.balancer.pick(&endpoints) else {
+        tracing::info!(target: "access", direction = "outbound", dst = %name, result = "no_endpoints", "tcp refused");
+        reset_tcp_stream(tcp);
+        return;
+    };
+    let peer = PeerKey::new(endpoint.tunnel, endpoint.id.clone());
+    let meta = ConnectMeta {
+        destination: Some(name.clone()),
+        source: Some(ctx.id().to_string()),
+        traceparent: None,
+    };
+    let opened = tokio::time::timeout(
+        ctx.cfg.outbound.connect_timeout,
+        ctx.client.connect_tcp(&peer, endpoint.address, &meta),
+    )
+    .await;
+    let mut tunnel = match opened {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            lease.done(false);
+            tracing::info!(target: "access", direction = "outbound", dst = %name, peer = %endpoint.id, error = %e, "tcp connect failed");
+            reset_tcp_stream(tcp);
+            return;
+        }
+        Err(_) => {
+            lease.done(false);
+            tracing::info!(target: "access", direction = "outbound", dst = %name, peer = %endpoint.id, "tcp connect timed out");
+            reset_tcp_stream(tcp);
+            return;
+        }
+    };
+    lease.done(true);
+    let transport = tunnel.transport;
+    let prefix_len = prefix.len() as u64;
+    if !prefix.is_empty() && tunnel.send.send_data(prefix).await.is_err() {
+        reset_tcp_stream(tcp);
+        return;
+    }
+    let result = splice(
+        tcp,
+        tunnel.send,
+        tunnel.recv,
+        ctx.client.config().tcp_idle_timeout,
+    )
+    .await;
+    let (sent, received, outcome) = match &result {
+        Ok(s) => (
+            s.tcp_to_stream + prefix_len,
+            s.stream_to_tcp,
+            if s.reset { "reset" } else { "closed" },
+        ),
+        Err(_) => (prefix_len, 0, "idle_timeout"),
+    };
+    ctx.metrics
+        .tcp("outbound", transport.as_str(), sent, received);
+    tracing::info!(
+        target: "access",
+        direction = "outbound",
+        src = %ctx.id(),
+        dst = %name,
+        peer = %endpoint.id,
+        transport = %transport,
+        bytes_sent = sent,
+        bytes_received = received,
+        duration_ms = start.elapsed().as_millis() as u64,
+        outcome,
+        "tcp"
+    );
+}
+
+/// A destination outside the mesh: connect directly, or refuse.
+pub async fn forward_non_mesh(tcp: TcpStream, addr: std::net::SocketAddr, ctx: Arc<EdgeContext>) {
+    if ctx.cfg.outbound.non_mesh == NonMeshPolicy::Refuse {
+        tracing::info!(target: "access", direction = "outbound", dst = %addr, result = "refused_non_mesh", "tcp refused");
+        reset_tcp_stream(tcp);
+        return;
+    }
+    let upstream = match tokio::time::timeout(
+        ctx.cfg.outbound.connect_timeout,
+        TcpStream::connect(addr),
+    )
+    .await
+    {
+        Ok(Ok(u)) => u,
+        _ => {
+            reset_tcp_stream(tcp);
+            return;
+        }
+    };
+    let mut a = tcp;
+    let mut b = upstream;
+    let r = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+    let (sent, received) = r.unwrap_or((0, 0));
+    ctx.metrics.tcp("outbound", "direct", sent, received);
+    tracing::info!(target: "access", direction = "outbound", dst = %addr, transport = "direct", bytes_sent = sent, bytes_received = received, "tcp");
+}

@@ -1,0 +1,271 @@
+//! Edge test harness: a throw-away PKI, edges started in-process on
+//! 127.0.0.1 with port 0 (real listeners), small applications (HTTP/1.1
+//! echo, h2c with trailers, TCP echo, banner), and a raw HTTP/1.1 client.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferry_edge::config::EdgeConfig;
+use ferry_edge::RunningEdge;
+use ferry_transport::identity::pki::CertificateAuthority;
+use ferry_transport::identity::{SpiffeId, TrustDomain};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const TD: &str = "edge.test";
+
+pub fn init() {
+    ferry_transport::install_crypto_provider();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A temporary mesh: a CA and a directory for files.
+pub struct Mesh {
+    pub dir: tempfile::TempDir,
+    pub ca: CertificateAuthority,
+}
+
+impl Mesh {
+    pub fn new() -> Self {
+        init();
+        let ca = CertificateAuthority::generate(
+            &TrustDomain::new(TD).unwrap(),
+            Duration::from_secs(86400),
+        )
+        .unwrap();
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            ca,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Issues identity files for `sa` into `<dir>/<sa>/`.
+    pub fn identity(&self, sa: &str) -> (SpiffeId, PathBuf) {
+        let id = SpiffeId::parse(&format!("spiffe://{TD}/ns/default/sa/{sa}")).unwrap();
+        let dir = self.path(sa);
+        self.ca
+            .issue(&id, Duration::from_secs(3600))
+            .unwrap()
+            .write(&dir, true)
+            .unwrap();
+        (id, dir)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+/// One service for a mesh file.
+pub struct Svc<'a> {
+    pub name: &'a str,
+    pub port: u16,
+    pub protocol: &'a str,
+    /// (app address, tunnel address, id)
+    pub endpoints: Vec<(SocketAddr, SocketAddr, SpiffeId)>,
+}
+
+pub fn mesh_toml(services: &[Svc]) -> String {
+    let mut s = String::new();
+    for svc in services {
+        s += &format!(
+            "[[services]]\nname = \"{}\"\nnamespace = \"default\"\nport = {}\nprotocol = \"{}\"\n",
+            svc.name, svc.port, svc.protocol
+        );
+        for (addr, tunnel, id) in &svc.endpoints {
+            s += &format!("[[services.endpoints]]\naddress = \"{addr}\"\ntunnel = \"{tunnel}\"\nid = \"{id}\"\n");
+        }
+    }
+    s
+}
+
+/// Options of one edge.
+#[derive(Default, Clone)]
+pub struct EdgeOpts {
+    /// (service authority) per explicit listener.
+    pub listeners: Vec<String>,
+    pub force_transport: Option<&'static str>,
+    /// Extra TOML appended to the config (e.g. `[[inbound.ports]]`).
+    pub extra: String,
+    /// Extra `[outbound]` keys.
+    pub outbound_extra: String,
+    pub tunnel_listen: Option<SocketAddr>,
+}
+
+/// Writes an edge config and starts the edge.
+pub async fn start_edge(mesh: &Mesh, sa: &str, mesh_file: &Path, opts: &EdgeOpts) -> RunningEdge {
+    let cfg_path = write_edge_config(mesh, sa, mesh_file, opts);
+    let cfg = EdgeConfig::load(&cfg_path).unwrap();
+    ferry_edge::start(cfg).await.unwrap()
+}
+
+pub fn write_edge_config(mesh: &Mesh, sa: &str, mesh_file: &Path, opts: &EdgeOpts) -> PathBuf {
+    let (_, dir) = mesh.identity(sa);
+    let mut t = format!(
+        "shutdown_grace = \"5s\"\n[identity]\ncert = \"{d}/cert.pem\"\nkey = \"{d}/key.pem\"\nbundles = [\"{d}/bundle.pem\"]\nreload_interval = \"200ms\"\n\
+         [tunnel]\nlisten = \"{}\"\n",
+        opts.tunnel_listen.map(|a| a.to_string()).unwrap_or_else(|| "127.0.0.1:0".into()),
+        d = dir.display()
+    );
+    if let Some(f) = opts.force_transport {
+        t += &format!("force_transport = \"{f}\"\n");
+    }
+    t += "[admin]\nlisten = \"127.0.0.1:0\"\n";
+    t += &format!(
+        "[discovery]\nmesh_file = \"{}\"\nreload_interval = \"100ms\"\n",
+        mesh_file.display()
+    );
+    t += &format!("[outbound]\n{}\n", opts.outbound_extra);
+    for l in &opts.listeners {
+        t += &format!("[[outbound.listeners]]\nlisten = \"127.0.0.1:0\"\nservice = \"{l}\"\n");
+    }
+    t += &opts.extra;
+    mesh.write(&format!("{sa}.toml"), &t)
+}
+
+/// An HTTP/1.1 + h2c application: echoes method, path, the identity header
+/// and the body; `/trailers` answers with trailers (gRPC style).
+pub async fn http_app() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = l.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(|req: hyper::Request<Incoming>| async move {
+                    let id = req
+                        .headers()
+                        .get("x-ferry-client-id")
+                        .map(|v| v.to_str().unwrap().to_string())
+                        .unwrap_or_default();
+                    let head = format!(
+                        "{} {} id={} v={:?}\n",
+                        req.method(),
+                        req.uri().path(),
+                        id,
+                        req.version()
+                    );
+                    let trailers = req.uri().path() == "/trailers";
+                    let body = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|c| c.to_bytes())
+                        .unwrap_or_default();
+                    let mut out = head.into_bytes();
+                    out.extend_from_slice(&body);
+                    if trailers {
+                        let mut t = http::HeaderMap::new();
+                        t.insert("grpc-status", "0".parse().unwrap());
+                        t.insert("x-trailer", "yes".parse().unwrap());
+                        let frames = futures::stream::iter(vec![
+                            Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(
+                                out,
+                            ))),
+                            Ok(http_body::Frame::trailers(t)),
+                        ]);
+                        let body = http_body_util::StreamBody::new(frames).boxed();
+                        return Ok::<_, std::convert::Infallible>(hyper::Response::new(body));
+                    }
+                    Ok(hyper::Response::new(
+                        Full::new(Bytes::from(out)).map_err(|e| match e {}).boxed(),
+                    ))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A TCP echo application.
+pub async fn tcp_echo_app() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// A server-speaks-first application: sends a banner, then echoes.
+pub async fn banner_app(banner: &'static [u8]) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = s.write_all(banner).await;
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Sends one raw HTTP/1.1 request and reads the whole response (Connection: close).
+pub async fn http1_raw(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("response in time")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A GET to the admin port; returns (status, body).
+pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    admin_req(addr, "GET", path).await
+}
+
+pub async fn admin_req(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let resp = http1_raw(addr, &format!("{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")).await;
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}

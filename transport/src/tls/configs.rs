@@ -77,6 +77,13 @@ impl TlsConfigs {
             .with_cert_resolver(Arc::new(CurrentCert(self.store.clone())));
         cfg.alpn_protocols = vec![alpn.to_vec()];
         cfg.max_early_data_size = 0;
+        // No session resumption: a resumed TLS 1.3 session skips both
+        // verifiers and keeps the certificates of its first handshake, so a
+        // rotated, expired or no-longer-trusted identity would be accepted
+        // (and reported) for up to a day. Connections are pooled and
+        // long-lived; every handshake is a full one.
+        cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        cfg.send_tls13_tickets = 0;
         Arc::new(cfg)
     }
 

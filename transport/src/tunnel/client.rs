@@ -93,6 +93,10 @@ impl TunnelClient {
             let (conn, slot) = self.checkout(peer).await?;
             match conn.open(clone_request(&req), slot).await {
                 Ok(s) => return Ok(s),
+                // The request itself was refused (the connection is not
+                // marked closed): closing the connection would kill its
+                // other streams, and a retry would fail the same way.
+                Err(e) if !conn.is_closed() => return Err(e),
                 Err(e) => {
                     tracing::debug!(peer = %peer.id, addr = %peer.addr, error = %e, "stream open failed; retrying on a new connection");
                     conn.close();

@@ -136,9 +136,23 @@ impl PeerConnection {
         };
         match &self.sender {
             Sender::Quic { send, .. } => {
+                // h3 closes the whole connection on a request it cannot
+                // encode (no authority, or a Host contradicting it): refuse
+                // such a request here and keep the connection.
+                match (req.uri().authority(), req.headers().get(http::header::HOST)) {
+                    (None, None) => return Err(open_err("request without :authority".into())),
+                    (Some(a), Some(h)) if h != a.as_str() => {
+                        return Err(open_err("Host header contradicts :authority".into()))
+                    }
+                    _ => {}
+                }
                 let mut send = send.clone();
                 let stream = send.send_request(req).await.map_err(|e| {
-                    self.state.mark_closed();
+                    // Headers over the peer's limit are refused before
+                    // anything is sent: the request is bad, the connection fine.
+                    if !matches!(e, h3::error::StreamError::HeaderTooBig { .. }) {
+                        self.state.mark_closed();
+                    }
                     open_err(e.to_string())
                 })?;
                 let (s, r) = stream.split();

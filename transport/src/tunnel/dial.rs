@@ -46,13 +46,7 @@ pub(crate) async fn dial_quic(
     let conn = match tokio::time::timeout(cfg.handshake_timeout, connecting).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            let refused = matches!(
-                &e,
-                quinn::ConnectionError::TransportError(t) if is_crypto(u64::from(t.code))
-            ) || matches!(
-                &e,
-                quinn::ConnectionError::ConnectionClosed(c) if is_crypto(u64::from(c.error_code))
-            );
+            let refused = is_refusal(&e);
             let err = TunnelError::Handshake {
                 addr,
                 detail: e.to_string(),
@@ -77,11 +71,18 @@ pub(crate) async fn dial_quic(
         .build::<_, _, Bytes>(h3_quinn::Connection::new(conn.clone()))
         .await
         .map_err(|e| {
-            metrics.handshake(TransportKind::Quic, Side::Client, HandshakeResult::Error);
-            QuicFailure::Unreachable(TunnelError::Handshake {
+            let err = TunnelError::Handshake {
                 addr,
                 detail: e.to_string(),
-            })
+            };
+            // TLS 1.3: the server checks our certificate after our side of
+            // the handshake is done, so its refusal can arrive only now.
+            if conn.close_reason().is_some_and(|r| is_refusal(&r)) {
+                metrics.handshake(TransportKind::Quic, Side::Client, HandshakeResult::Rejected);
+                return QuicFailure::Refused(err);
+            }
+            metrics.handshake(TransportKind::Quic, Side::Client, HandshakeResult::Error);
+            QuicFailure::Unreachable(err)
         })?;
     metrics.handshake(TransportKind::Quic, Side::Client, HandshakeResult::Ok);
     let state = ConnState::new();
@@ -117,6 +118,18 @@ pub(crate) async fn dial_quic(
 /// TLS alerts travel as QUIC CRYPTO_ERROR codes 0x100..=0x1ff.
 fn is_crypto(code: u64) -> bool {
     (0x100..=0x1ff).contains(&code)
+}
+
+/// Did the connection end with a TLS alert, ours or the peer's (a refused
+/// certificate), rather than for a network reason?
+fn is_refusal(e: &quinn::ConnectionError) -> bool {
+    matches!(
+        e,
+        quinn::ConnectionError::TransportError(t) if is_crypto(u64::from(t.code))
+    ) || matches!(
+        e,
+        quinn::ConnectionError::ConnectionClosed(c) if is_crypto(u64::from(c.error_code))
+    )
 }
 
 pub(crate) async fn dial_h2(

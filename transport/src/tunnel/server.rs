@@ -22,8 +22,8 @@ use super::config::TunnelConfig;
 use super::incoming::{IncomingStream, PeerInfo, Responder, ResponderInner};
 use super::quic_endpoint;
 use super::tracker::{Reservation, StreamTicket};
-use crate::metrics::transport::{HandshakeResult, Side};
-use crate::tls::{peer_id_from_chain, TlsConfigs, ALPN_H2, ALPN_H3};
+use crate::metrics::transport::{HandshakeResult, Side, TransportMetrics};
+use crate::tls::{peer_id_from_chain, RejectReason, TlsConfigs, ALPN_H2, ALPN_H3};
 use crate::TransportKind;
 
 /// What the server does with each accepted stream.
@@ -168,7 +168,14 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
     {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            metrics.handshake(TransportKind::Quic, Side::Server, HandshakeResult::Error);
+            let no_certificate = matches!(
+                &e,
+                quinn::ConnectionError::TransportError(t)
+                    if t.code == quinn::TransportErrorCode::crypto(
+                        u8::from(rustls::AlertDescription::CertificateRequired)
+                    )
+            );
+            handshake_failed(&metrics, TransportKind::Quic, remote, no_certificate);
             tracing::debug!(%remote, error = %e, "QUIC handshake failed");
             return;
         }
@@ -251,6 +258,24 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
     .await;
 }
 
+/// Counts a failed server-side handshake. A client that sent no certificate
+/// never reaches the verifier (rustls refuses it with a
+/// `certificate_required` alert first), so that refusal is counted here.
+fn handshake_failed(
+    metrics: &TransportMetrics,
+    kind: TransportKind,
+    remote: SocketAddr,
+    no_certificate: bool,
+) {
+    if no_certificate {
+        tracing::warn!(%remote, reason = %RejectReason::NoCertificate, "refused client without a certificate");
+        metrics.tls_rejected(Side::Server, RejectReason::NoCertificate);
+        metrics.handshake(kind, Side::Server, HandshakeResult::Rejected);
+    } else {
+        metrics.handshake(kind, Side::Server, HandshakeResult::Error);
+    }
+}
+
 async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let (tcp, remote) = tokio::select! {
@@ -284,7 +309,11 @@ async fn serve_tcp_conn(tcp: TcpStream, remote: SocketAddr, shared: Arc<Shared>)
     let tls = match tokio::time::timeout(shared.cfg.handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
-            metrics.handshake(TransportKind::H2, Side::Server, HandshakeResult::Error);
+            let no_certificate = e
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>())
+                .is_some_and(|e| matches!(e, rustls::Error::NoCertificatesPresented));
+            handshake_failed(&metrics, TransportKind::H2, remote, no_certificate);
             tracing::debug!(%remote, error = %e, "TLS handshake failed");
             return;
         }

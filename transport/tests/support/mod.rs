@@ -312,3 +312,239 @@ pub fn tmpdir() -> tempfile::TempDir {
 pub fn path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
     dir.path().join(name)
 }
+
+// ---------------------------------------------------------------------------
+// Fallback and bad-input helpers (tests/fallback.rs, tests/bad_input.rs).
+// ---------------------------------------------------------------------------
+
+/// TLS configs whose metrics are registered in a registry the test can read.
+pub fn tls_with_registry(
+    store: Arc<IdentityStore>,
+) -> (Arc<TlsConfigs>, prometheus_client::registry::Registry) {
+    let metrics = TransportMetrics::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    (TlsConfigs::new(store, metrics), registry)
+}
+
+/// The value of one series (`name{labels}` exactly as exposed), 0 if absent.
+pub fn metric(registry: &prometheus_client::registry::Registry, series: &str) -> u64 {
+    let text = ferry_transport::metrics::encode_text(registry);
+    text.lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix(series)?;
+            rest.strip_prefix(' ')?.trim().parse::<f64>().ok()
+        })
+        .map(|v| v as u64)
+        .unwrap_or(0)
+}
+
+/// `ferry_transport_fallbacks_total{reason="..."}`.
+pub fn fallbacks(registry: &prometheus_client::registry::Registry, reason: &str) -> u64 {
+    metric(
+        registry,
+        &format!("ferry_transport_fallbacks_total{{reason=\"{reason}\"}}"),
+    )
+}
+
+/// `ferry_transport_handshakes_total{transport,side,result}`.
+pub fn handshakes(
+    registry: &prometheus_client::registry::Registry,
+    transport: &str,
+    side: &str,
+    result: &str,
+) -> u64 {
+    metric(
+        registry,
+        &format!(
+            "ferry_transport_handshakes_total{{transport=\"{transport}\",side=\"{side}\",result=\"{result}\"}}"
+        ),
+    )
+}
+
+/// Opens a CONNECT stream to `target` (an echo server) through `peer`, sends
+/// `msg`, half-closes, reads everything back and checks it is `msg`.
+/// Returns the transport that carried the stream.
+pub async fn echo_once(
+    client: &TunnelClient,
+    peer: &PeerKey,
+    target: SocketAddr,
+    msg: &[u8],
+) -> Result<ferry_transport::TransportKind, String> {
+    let mut t = client
+        .connect_tcp(peer, target, &ConnectMeta::default())
+        .await
+        .map_err(|e| format!("connect_tcp: {e}"))?;
+    let kind = t.transport;
+    t.send
+        .send_data(bytes::Bytes::copy_from_slice(msg))
+        .await
+        .map_err(|e| format!("send over {kind:?}: {e}"))?;
+    t.send
+        .finish()
+        .await
+        .map_err(|e| format!("finish over {kind:?}: {e}"))?;
+    let mut got = Vec::with_capacity(msg.len());
+    while let Some(b) = t
+        .recv
+        .data()
+        .await
+        .map_err(|e| format!("recv over {kind:?}: {e}"))?
+    {
+        got.extend_from_slice(&b);
+    }
+    if got != msg {
+        return Err(format!(
+            "echo over {kind:?} corrupted: sent {} bytes, got {} bytes back",
+            msg.len(),
+            got.len()
+        ));
+    }
+    Ok(kind)
+}
+
+/// A simulated network path to a tunnel server, on one port number Q of
+/// 127.0.0.1: TCP connections to Q are forwarded byte-for-byte to the
+/// server's TCP port; UDP datagrams to Q are either relayed to the server's
+/// UDP port and back (one upstream socket per client source address) or
+/// silently dropped (a UDP black hole), switchable at any time.
+pub struct UdpPath {
+    /// Q: what clients dial (both TCP and UDP).
+    pub addr: SocketAddr,
+    relay: Arc<std::sync::atomic::AtomicBool>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+    relayed: Arc<std::sync::atomic::AtomicU64>,
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl UdpPath {
+    /// Binds UDP and TCP on one free port; `relay` picks the initial mode.
+    pub async fn new(server: SocketAddr, relay: bool) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let (udp, tcp) = bind_udp_tcp_pair();
+        let addr = tcp.local_addr().unwrap();
+        let relay = Arc::new(AtomicBool::new(relay));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let relayed = Arc::new(AtomicU64::new(0));
+        let tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+
+        // TCP: always forwarded.
+        let tcp_task = tokio::spawn(async move {
+            loop {
+                let Ok((mut down, _)) = tcp.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let Ok(mut up) = TcpStream::connect(server).await else {
+                        return;
+                    };
+                    let _ = down.set_nodelay(true);
+                    let _ = up.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                });
+            }
+        });
+        tasks.lock().unwrap().push(tcp_task.abort_handle());
+
+        // UDP: relayed or dropped, per the switch, in both directions.
+        let udp = Arc::new(udp);
+        let (r, d, rl, t) = (
+            relay.clone(),
+            dropped.clone(),
+            relayed.clone(),
+            tasks.clone(),
+        );
+        let udp_task = tokio::spawn(async move {
+            let mut upstreams: std::collections::HashMap<SocketAddr, Arc<tokio::net::UdpSocket>> =
+                Default::default();
+            let mut buf = vec![0u8; 65_536];
+            loop {
+                let Ok((n, from)) = udp.recv_from(&mut buf).await else {
+                    continue;
+                };
+                if !r.load(Ordering::Acquire) {
+                    d.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let up = match upstreams.get(&from) {
+                    Some(u) => u.clone(),
+                    None => {
+                        let u = Arc::new(tokio::net::UdpSocket::bind(loopback()).await.unwrap());
+                        u.connect(server).await.unwrap();
+                        let (u2, udp2, r2, d2, rl2) =
+                            (u.clone(), udp.clone(), r.clone(), d.clone(), rl.clone());
+                        let back = tokio::spawn(async move {
+                            let mut buf = vec![0u8; 65_536];
+                            loop {
+                                // ICMP errors (server gone) surface here; keep going.
+                                let Ok(n) = u2.recv(&mut buf).await else {
+                                    tokio::time::sleep(Duration::from_millis(1)).await;
+                                    continue;
+                                };
+                                if r2.load(Ordering::Acquire) {
+                                    rl2.fetch_add(1, Ordering::Relaxed);
+                                    let _ = udp2.send_to(&buf[..n], from).await;
+                                } else {
+                                    d2.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        });
+                        t.lock().unwrap().push(back.abort_handle());
+                        upstreams.insert(from, u.clone());
+                        u
+                    }
+                };
+                rl.fetch_add(1, Ordering::Relaxed);
+                let _ = up.send(&buf[..n]).await;
+            }
+        });
+        tasks.lock().unwrap().push(udp_task.abort_handle());
+        Self {
+            addr,
+            relay,
+            dropped,
+            relayed,
+            tasks,
+        }
+    }
+
+    /// `true`: relay UDP; `false`: black-hole it.
+    pub fn set_relay(&self, on: bool) {
+        self.relay.store(on, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Datagrams dropped so far (either direction).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Datagrams relayed so far (either direction).
+    pub fn relayed(&self) -> u64 {
+        self.relayed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for UdpPath {
+    fn drop(&mut self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// A UDP socket and a TCP listener on the same free port of 127.0.0.1.
+fn bind_udp_tcp_pair() -> (tokio::net::UdpSocket, TcpListener) {
+    for _ in 0..64 {
+        let udp = std::net::UdpSocket::bind(loopback()).unwrap();
+        let addr = udp.local_addr().unwrap();
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        if s.bind(addr).is_err() {
+            continue;
+        }
+        let Ok(l) = s.listen(1024) else { continue };
+        udp.set_nonblocking(true).unwrap();
+        return (tokio::net::UdpSocket::from_std(udp).unwrap(), l);
+    }
+    panic!("no free UDP+TCP port pair on 127.0.0.1");
+}

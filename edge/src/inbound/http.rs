@@ -128,10 +128,20 @@ pub async fn serve(
             headers.insert(http::header::HOST, v);
         }
     }
+    // A declared empty body goes to the app as such (no chunked GET); the
+    // tunnel's receive half is kept until the exchange ends.
+    let declared_empty = headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0");
+    let (app_body, _held_recv) = if declared_empty {
+        (crate::tunnel_body::empty(), Some(body))
+    } else {
+        (recv_to_body(body), None)
+    };
     let mut req = match Request::builder()
         .method(parts.method)
         .uri(uri)
-        .body(recv_to_body(body))
+        .body(app_body)
     {
         Ok(r) => r,
         Err(e) => {

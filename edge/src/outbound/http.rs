@@ -168,6 +168,9 @@ async fn forward_inner(
     }
     let authority = app_authority(&req).unwrap_or_else(|| target.name());
     let (parts, body) = req.into_parts();
+    // A request with no body (most GETs) is finished inline, and says so,
+    // so the far edge need not wait for the end of the stream.
+    let empty_body = http_body::Body::is_end_stream(&body);
     let path = parts
         .uri
         .path_and_query()
@@ -184,6 +187,9 @@ async fn forward_inner(
     strip_hop_by_hop(&mut headers);
     headers.remove(http::header::HOST);
     headers.insert(FERRY_PROTOCOL, HeaderValue::from_static(protocol.as_str()));
+    if empty_body && !headers.contains_key(http::header::CONTENT_LENGTH) {
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
     if let Ok(v) = HeaderValue::from_str(&target.name()) {
         headers.insert(FERRY_DESTINATION, v);
     }
@@ -231,11 +237,18 @@ async fn forward_inner(
             }
         };
         let transport = opened.transport;
-        // Stream the request body in the background; the response can start first.
-        tokio::spawn(async move {
-            let end = pump_body(body, opened.send).await;
-            tracing::trace!(?end, "request body done");
-        });
+        if empty_body {
+            let mut send = opened.send;
+            if let Err(e) = send.finish().await {
+                tracing::debug!(error = %e, "finishing an empty request failed");
+            }
+        } else {
+            // Stream the request body in the background; the response can start first.
+            tokio::spawn(async move {
+                let end = pump_body(body, opened.send).await;
+                tracing::trace!(?end, "request body done");
+            });
+        }
         let remaining = deadline.saturating_sub(start.elapsed());
         let response = if deadline.is_zero() {
             Ok(opened.response.response().await)

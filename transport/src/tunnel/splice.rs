@@ -1,6 +1,7 @@
 //! Copying between a TCP connection and a tunnel stream, each direction on
 //! its own: TCP FIN ↔ end of stream (half-close), TCP RST ↔ stream reset.
-//! Buffers are bounded: one chunk per direction is in hand at a time, and a
+//! Buffers are bounded: one chunk (16 KiB, growing to 256 KiB while a
+//! transfer keeps filling it) per direction is in hand at a time, and a
 //! slow reader stalls the writer through flow control, never through
 //! unbounded buffering.
 
@@ -15,8 +16,12 @@ use tokio::net::TcpStream;
 use super::body::{RecvBody, SendBody};
 use super::error::StreamError;
 
-/// Bytes read from TCP per chunk.
-pub const CHUNK: usize = 64 * 1024;
+/// The first read from TCP takes up to this many bytes; an idle connection
+/// holds no more than this.
+pub const MIN_CHUNK: usize = 16 * 1024;
+/// Reads that fill the buffer double it up to this: bulk transfers move
+/// big chunks (the per-chunk cost dominates on a fast link).
+pub const MAX_CHUNK: usize = 256 * 1024;
 
 /// How a spliced connection ended, and how many bytes moved.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,9 +53,11 @@ pub async fn splice(
     let (tick_tx, mut tick_rx) = activity;
     let up = async {
         let mut n = 0u64;
-        let mut buf = BytesMut::with_capacity(CHUNK);
+        let mut chunk = MIN_CHUNK;
+        let mut buf = BytesMut::new();
         loop {
-            buf.reserve(CHUNK);
+            buf.reserve(chunk);
+            let room = buf.capacity() - buf.len();
             match rd.read_buf(&mut buf).await {
                 Ok(0) => {
                     let _ = send.finish().await;
@@ -58,6 +65,9 @@ pub async fn splice(
                 }
                 Ok(k) => {
                     n += k as u64;
+                    if k >= room {
+                        chunk = (chunk * 2).min(MAX_CHUNK);
+                    }
                     let _ = tick_tx.send(());
                     if send.send_data(buf.split().freeze()).await.is_err() {
                         // The peer stopped reading: treat as a reset.

@@ -17,6 +17,9 @@ pub use snapshot::{AddrRoute, Endpoint, Protocol, Service, Snapshot};
 
 use crate::config::ConfigError;
 
+/// How long a changed mesh file must stay unchanged before it is read.
+const SETTLE: Duration = Duration::from_millis(50);
+
 /// The current snapshot, swapped atomically on reload.
 #[derive(Debug)]
 pub struct Discovery {
@@ -69,6 +72,12 @@ impl Discovery {
                 let Some(me) = weak.upgrade() else { return };
                 let now = stamp(&path);
                 if now == last {
+                    continue;
+                }
+                // Let a writer finish: load only once the file has stopped
+                // changing (a truncate-then-write must not read as empty).
+                tokio::time::sleep(SETTLE).await;
+                if stamp(&path) != now {
                     continue;
                 }
                 last = now;

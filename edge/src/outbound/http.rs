@@ -199,10 +199,15 @@ async fn forward_inner(
     let deadline = ctx.cfg.outbound.request_timeout;
     // Try up to two endpoints while nothing of the request has been sent.
     let mut last_err: Option<TunnelError> = None;
+    let mut candidates = endpoints.clone();
     for _attempt in 0..2 {
-        let Some((endpoint, lease)) = ctx.balancer.pick(&endpoints) else {
+        let Some((endpoint, lease)) = ctx.balancer.pick(&candidates) else {
             break;
         };
+        // A retry goes to another endpoint when there is one.
+        if candidates.len() > 1 {
+            candidates.retain(|e| e != &endpoint);
+        }
         let mut h = headers.clone();
         if let Ok(v) = HeaderValue::from_str(&endpoint.address.to_string()) {
             h.insert(FERRY_TARGET, v);

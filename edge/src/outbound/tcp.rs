@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ferry_transport::tunnel::splice::reset_tcp_stream;
-use ferry_transport::tunnel::{splice, ConnectMeta, PeerKey};
+use ferry_transport::tunnel::{splice, ConnectMeta, PeerKey, TunnelError};
 use tokio::net::TcpStream;
 
 use super::route::Target;
@@ -18,36 +18,56 @@ pub async fn forward(tcp: TcpStream, prefix: Bytes, target: Target, ctx: Arc<Edg
     let start = Instant::now();
     let endpoints = target.endpoints();
     let name = target.name();
-    let Some((endpoint, lease)) = ctx.balancer.pick(&endpoints) else {
-        tracing::info!(target: "access", direction = "outbound", dst = %name, result = "no_endpoints", "tcp refused");
-        reset_tcp_stream(tcp);
-        return;
-    };
-    let peer = PeerKey::new(endpoint.tunnel, endpoint.id.clone());
     let meta = ConnectMeta {
         destination: Some(name.clone()),
         source: Some(ctx.id().to_string()),
         traceparent: None,
     };
-    let opened = tokio::time::timeout(
-        ctx.cfg.outbound.connect_timeout,
-        ctx.client.connect_tcp(&peer, endpoint.address, &meta),
-    )
-    .await;
-    let mut tunnel = match opened {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => {
-            lease.done(false);
-            tracing::info!(target: "access", direction = "outbound", dst = %name, peer = %endpoint.id, error = %e, "tcp connect failed");
-            reset_tcp_stream(tcp);
-            return;
+    // Up to two endpoints: nothing of the connection has been sent yet.
+    let mut candidates = endpoints.clone();
+    let mut opened = None;
+    for _attempt in 0..2 {
+        let Some((endpoint, lease)) = ctx.balancer.pick(&candidates) else {
+            break;
+        };
+        if candidates.len() > 1 {
+            candidates.retain(|e| e != &endpoint);
         }
-        Err(_) => {
-            lease.done(false);
-            tracing::info!(target: "access", direction = "outbound", dst = %name, peer = %endpoint.id, "tcp connect timed out");
-            reset_tcp_stream(tcp);
-            return;
+        let peer = PeerKey::new(endpoint.tunnel, endpoint.id.clone());
+        let attempt = tokio::time::timeout(
+            ctx.cfg.outbound.connect_timeout,
+            ctx.client.connect_tcp(&peer, endpoint.address, &meta),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(t)) => {
+                opened = Some((t, endpoint, lease));
+                break;
+            }
+            Ok(Err(e)) => {
+                // The peer proxy answered (refusal, reset by policy): it is healthy.
+                let answered = matches!(e, TunnelError::Refused { .. } | TunnelError::Stream(_));
+                lease.done(answered);
+                tracing::info!(target: "access", direction = "outbound", dst = %name, peer = %endpoint.id, error = %e, "tcp connect failed");
+                // Retry only failures to reach the peer proxy; an answer
+                // from it (a refusal, a reset by policy) would not change.
+                if answered {
+                    break;
+                }
+            }
+            Err(_) => {
+                lease.done(false);
+                tracing::info!(target: "access", direction = "outbound", dst = %name, peer = %endpoint.id, "tcp connect timed out");
+                break;
+            }
         }
+    }
+    let Some((mut tunnel, endpoint, lease)) = opened else {
+        if endpoints.is_empty() {
+            tracing::info!(target: "access", direction = "outbound", dst = %name, result = "no_endpoints", "tcp refused");
+        }
+        reset_tcp_stream(tcp);
+        return;
     };
     lease.done(true);
     let transport = tunnel.transport;

@@ -68,9 +68,13 @@ impl Mesh {
         (id, dir)
     }
 
+    /// Writes a file atomically (temporary file, then rename), as config
+    /// management does.
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
+        let tmp = self.path(&format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &p).unwrap();
         p
     }
 }

@@ -233,6 +233,10 @@ impl TunnelClient {
                     });
                     Ok(c)
                 }
+                // The peer's TCP port refused us: the proxy is down, not
+                // UDP blocked. Fail now so the caller can try another
+                // endpoint, instead of waiting out the QUIC handshake.
+                Err(tcp_err @ TunnelError::Connect { .. }) if is_refused(&tcp_err) => Err(tcp_err),
                 Err(tcp_err) => match quic.await {
                     Ok(c) => {
                         inner.broken.mark_working(peer.addr);
@@ -302,6 +306,10 @@ impl TunnelClient {
         let entry = self.inner.pool.entry(peer.clone()).or_default().clone();
         entry.conns.lock().expect("pool lock").push(conn);
     }
+}
+
+fn is_refused(e: &TunnelError) -> bool {
+    matches!(e, TunnelError::Connect { detail, .. } if detail.contains("refused"))
 }
 
 /// Picks a live connection with a free slot, QUIC first; prunes dead ones.

@@ -92,6 +92,9 @@ impl TunnelServer {
     /// `grace` for in-flight streams; then closes whatever is left.
     pub async fn shutdown(&self, grace: Duration) {
         self.shared.shutdown.cancel();
+        // New QUIC handshakes are refused at once (not left unanswered), so
+        // callers move on to another endpoint without waiting.
+        self.endpoint.set_server_config(None);
         self.shared.tasks.close();
         if tokio::time::timeout(grace, self.shared.tasks.wait())
             .await

@@ -243,26 +243,23 @@ impl RunningEdge {
 
 /// `ferry edge --config FILE`: runs until SIGTERM, SIGINT or `/shutdown`.
 pub async fn run(config_path: &Path) -> Result<(), EdgeError> {
+    use tokio::signal::unix::{signal, SignalKind};
     let cfg = EdgeConfig::load(config_path)?;
+    // Signal handlers are in place before anyone can learn we are ready.
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| EdgeError::Other(format!("installing the SIGTERM handler: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| EdgeError::Other(format!("installing the SIGINT handler: {e}")))?;
     let edge = start(cfg).await?;
     println!("{}", edge.ready_line());
     let token = edge.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
         token.cancel();
     });
     edge.wait().await;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
 }

@@ -28,6 +28,10 @@ use crate::prefixed_io::PrefixedIo;
 use crate::tunnel_body::{full, pump_body, recv_to_body, ProxyBody};
 use crate::wire::{strip_hop_by_hop, AppProtocol, FERRY_TARGET};
 
+/// The largest request head accepted from the application (the tunnel's
+/// own limit is 64 KiB of header block).
+const MAX_APP_HEAD: usize = 64 * 1024;
+
 /// Serves one application connection as HTTP.
 pub async fn serve(
     tcp: TcpStream,
@@ -51,6 +55,7 @@ pub async fn serve(
     let result = if h2 {
         let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .max_concurrent_streams(1024)
+            .max_header_list_size(MAX_APP_HEAD as u32)
             .serve_connection(io, svc);
         tokio::pin!(conn);
         tokio::select! {
@@ -63,6 +68,8 @@ pub async fn serve(
     } else {
         let conn = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
+            // Heads the tunnel would refuse get 431 here, from the edge.
+            .max_buf_size(MAX_APP_HEAD)
             .header_read_timeout(std::time::Duration::from_secs(30))
             .timer(hyper_util::rt::TokioTimer::new())
             .serve_connection(io, svc);

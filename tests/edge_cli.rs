@@ -1,0 +1,143 @@
+//! `ferry edge` as a real process: a bad configuration is refused with one
+//! line naming file, line and field (exit 2, nothing bound); a good one
+//! prints its ready line, serves `/ready`, and exits 0 on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn certs(dir: &std::path::Path) {
+    let ca = dir.join("ca");
+    assert!(Command::new(FERRY)
+        .args(["certs", "ca", "--trust-domain", "cli.test", "--out"])
+        .arg(&ca)
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new(FERRY)
+        .args(["certs", "issue", "--ca"])
+        .arg(&ca)
+        .args(["--id", "spiffe://cli.test/ns/default/sa/web", "--out"])
+        .arg(dir.join("web"))
+        .status()
+        .unwrap()
+        .success());
+}
+
+fn config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("mesh.toml"), "").unwrap();
+    let p = dir.join("edge.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[identity]\ncert = \"web/cert.pem\"\nkey = \"web/key.pem\"\nbundles = [\"web/bundle.pem\"]\n\
+             [tunnel]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [discovery]\nmesh_file = \"mesh.toml\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn bad_config_is_refused_with_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    certs(dir.path());
+    let p = config(
+        dir.path(),
+        "[outbound]\ndetect_timeout = \"300ms\"\nlistn = \"127.0.0.1:1\"\n",
+    );
+    let out = Command::new(FERRY)
+        .args(["edge", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<_> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(
+        err.contains("edge.toml") && err.contains("line 13") && err.contains("listn"),
+        "{err}"
+    );
+
+    let p = config(
+        dir.path(),
+        "[[inbound.ports]]\nport = 80\nallow_ids = [\"spiffe://Bad/x\"]\n",
+    );
+    let out = Command::new(FERRY)
+        .args(["edge", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("edge.toml") && err.contains("line 13") && err.contains("allow_ids"),
+        "{err}"
+    );
+}
+
+#[test]
+fn edge_process_starts_serves_ready_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    certs(dir.path());
+    let p = config(dir.path(), "");
+    let mut child = Command::new(FERRY)
+        .args(["edge", "--config"])
+        .arg(&p)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut guard = Guard(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let ready: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["id"], "spiffe://cli.test/ns/default/sa/web");
+    let admin = ready["admin"].as_str().unwrap();
+    let mut s = std::net::TcpStream::connect(admin).unwrap();
+    s.write_all(b"GET /ready HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+
+    let pid = guard.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = guard.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "edge did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        std::net::TcpStream::connect(admin).is_err(),
+        "admin port closed after exit"
+    );
+}

@@ -108,7 +108,15 @@ impl EdgeMetrics {
             "Outbound protocol detection results",
             self.detections.clone(),
         );
-        for result in ["http1", "h2", "opaque", "timeout", "server_first", "hint"] {
+        for result in [
+            "http1",
+            "h2",
+            "opaque",
+            "connect",
+            "timeout",
+            "server_first",
+            "hint",
+        ] {
             let _ = self.detections.get_or_create(&DetectLabels { result });
         }
     }

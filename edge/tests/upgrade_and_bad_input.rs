@@ -225,3 +225,63 @@ async fn bad_input_on_every_listener() {
     udp.send_to(b"x", server.tunnel).await.unwrap();
     still_serving(&client).await;
 }
+
+/// The application uses the edge as an HTTP proxy (`CONNECT`): a mesh
+/// service by name, an endpoint by address, and a service with no endpoints.
+async fn app_connect(transport: &'static str) {
+    let app = upgrade_app().await;
+    let (_mesh, client, _server) = pair(transport, app, "").await;
+    for authority in ["ws.default:80".to_string(), app.to_string()] {
+        let mut c = TcpStream::connect(client.outbound[1].0).await.unwrap();
+        c.write_all(
+            format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut buf = vec![0u8; 128];
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "{authority}: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        // Inside the tunnel: the application's own protocol, end to end.
+        c.write_all(
+            b"GET / HTTP/1.1\r\nHost: ws\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 101"),
+            "{authority}: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
+    let mut c = TcpStream::connect(client.outbound[0].0).await.unwrap();
+    c.write_all(b"CONNECT none.default:81 HTTP/1.1\r\nHost: none.default:81\r\n\r\n")
+        .await
+        .unwrap();
+    let out = closed_within(&mut c, Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with("HTTP/1.1 503") && text.contains("ferry-error: no_endpoints"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_connect_is_a_tunnel_quic() {
+    app_connect("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_connect_is_a_tunnel_h2() {
+    app_connect("h2").await;
+}

@@ -20,6 +20,8 @@ pub enum Detected {
     H2,
     /// An HTTP/1 request with `Upgrade:` (WebSocket and friends).
     Http1Upgrade,
+    /// An HTTP/1 `CONNECT`: the application uses us as its proxy.
+    Http1Connect,
     Opaque,
     /// Nothing arrived in time.
     Timeout,
@@ -31,6 +33,7 @@ impl Detected {
             Detected::Http1 => "http1",
             Detected::H2 => "h2",
             Detected::Http1Upgrade | Detected::Opaque => "opaque",
+            Detected::Http1Connect => "connect",
             Detected::Timeout => "timeout",
         }
     }
@@ -80,11 +83,7 @@ pub fn classify(buf: &[u8]) -> Option<Detected> {
     if !(line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0")) {
         return Some(Detected::Opaque);
     }
-    if line.starts_with(b"CONNECT ") {
-        // The application asks us to be its proxy: carry it opaquely.
-        return Some(Detected::Http1Upgrade);
-    }
-    // Look for `Upgrade:` in the head (needs the whole head).
+    // The rest needs the whole head.
     let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
         return if buf.len() >= MAX_PEEK {
             Some(Detected::Http1)
@@ -92,6 +91,9 @@ pub fn classify(buf: &[u8]) -> Option<Detected> {
             None
         };
     };
+    if line.starts_with(b"CONNECT ") {
+        return Some(Detected::Http1Connect);
+    }
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
     if head.lines().skip(1).any(|l| l.starts_with("upgrade:")) {
         return Some(Detected::Http1Upgrade);
@@ -149,9 +151,10 @@ mod tests {
             ),
             Some(Detected::Http1Upgrade)
         );
+        assert_eq!(classify(b"CONNECT a:1 HTTP/1.1\r\n"), None);
         assert_eq!(
-            classify(b"CONNECT a:1 HTTP/1.1\r\n"),
-            Some(Detected::Http1Upgrade)
+            classify(b"CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\n"),
+            Some(Detected::Http1Connect)
         );
         assert_eq!(classify(H2_PREFACE), Some(Detected::H2));
         assert_eq!(classify(&H2_PREFACE[..10]), None);

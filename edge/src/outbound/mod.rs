@@ -4,6 +4,7 @@
 //! mesh), its protocol detected, and carried as HTTP requests or as an
 //! opaque TCP tunnel.
 
+pub mod connect_proxy;
 pub mod detect;
 pub mod http;
 pub mod original_dst;
@@ -103,6 +104,7 @@ async fn handle(mut tcp: TcpStream, client: SocketAddr, dest: Destination, ctx: 
         Detected::Http1 | Detected::H2 => {
             http::serve(tcp, prefix, detected, target, ctx).await;
         }
+        Detected::Http1Connect => connect_proxy::serve(tcp, prefix, ctx).await,
         Detected::Http1Upgrade | Detected::Opaque | Detected::Timeout => {
             tcp::forward(tcp, prefix, target, ctx).await;
         }

@@ -285,3 +285,48 @@ async fn app_connect_is_a_tunnel_quic() {
 async fn app_connect_is_a_tunnel_h2() {
     app_connect("h2").await;
 }
+
+/// Destinations outside the mesh: forwarded as the app asked
+/// (passthrough, the default) or refused, by configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_mesh_destinations_passthrough_or_refused() {
+    let outside = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        addr
+    };
+    let app = upgrade_app().await;
+    for (policy, expect) in [("passthrough", "HTTP/1.1 200"), ("refuse", "HTTP/1.1 403")] {
+        let (_mesh, client, _server) = pair("quic", app, &format!("non_mesh = \"{policy}\"")).await;
+        let mut c = TcpStream::connect(client.outbound[0].0).await.unwrap();
+        c.write_all(format!("CONNECT {outside} HTTP/1.1\r\nHost: {outside}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(head.starts_with(expect), "{policy}: {head}");
+        if policy == "passthrough" {
+            c.write_all(b"direct bytes").await.unwrap();
+            let mut back = [0u8; 12];
+            c.read_exact(&mut back).await.unwrap();
+            assert_eq!(&back, b"direct bytes");
+        } else {
+            assert!(head.contains("ferry-error: non_mesh_refused"), "{head}");
+        }
+    }
+}

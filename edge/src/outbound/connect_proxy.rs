@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 
 use super::route::{resolve, Target};
 use super::{tcp, Destination};
+use crate::config::NonMeshPolicy;
 use crate::context::EdgeContext;
 
 /// Parses `CONNECT <authority> HTTP/1.x` and returns the authority and the
@@ -63,6 +64,10 @@ pub async fn serve(mut tcp: TcpStream, head: Bytes, ctx: Arc<EdgeContext>) {
     };
     if target.endpoints().is_empty() && !matches!(target, Target::NonMesh(_)) {
         answer(&mut tcp, "503 Service Unavailable", Some("no_endpoints")).await;
+        return;
+    }
+    if matches!(target, Target::NonMesh(_)) && ctx.cfg.outbound.non_mesh == NonMeshPolicy::Refuse {
+        answer(&mut tcp, "403 Forbidden", Some("non_mesh_refused")).await;
         return;
     }
     answer(&mut tcp, "200 Connection Established", None).await;

@@ -141,3 +141,60 @@ fn edge_process_starts_serves_ready_and_stops_on_sigterm() {
         "admin port closed after exit"
     );
 }
+
+/// Errors found after parsing (a duplicate listener, a bad mesh file) are
+/// reported the same way, and before anything is bound: the tunnel and
+/// admin ports named in the file are held by the test, so an attempt to
+/// bind them would fail with a different error.
+#[test]
+fn invalid_config_or_mesh_file_fails_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    certs(dir.path());
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let held_udp = std::net::UdpSocket::bind(held.local_addr().unwrap()).ok();
+    let port = held.local_addr().unwrap().port();
+    let run = |edge: &str, mesh: &str| {
+        std::fs::write(dir.path().join("mesh.toml"), mesh).unwrap();
+        let p = dir.path().join("edge.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[identity]\ncert = \"web/cert.pem\"\nkey = \"web/key.pem\"\nbundles = [\"web/bundle.pem\"]\n\
+                 [tunnel]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:{port}\"\n\
+                 [discovery]\nmesh_file = \"mesh.toml\"\n{edge}"
+            ),
+        )
+        .unwrap();
+        let start = Instant::now();
+        let out = Command::new(FERRY)
+            .args(["edge", "--config"])
+            .arg(&p)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+        assert!(!err.contains("binding"), "{err}");
+        err
+    };
+    // Lines 11-13 and 14-16: the duplicate `listen` is line 15 (not the
+    // `[tunnel]` one on line 6).
+    let err = run(
+        "[[outbound.listeners]]\nlisten = \"127.0.0.1:9000\"\nservice = \"a.default:1\"\n\
+         [[outbound.listeners]]\nlisten = \"127.0.0.1:9000\"\nservice = \"b.default:1\"\n",
+        "",
+    );
+    assert!(
+        err.contains("edge.toml: line 15: outbound.listeners[1].listen"),
+        "{err}"
+    );
+    // A bad mesh file stops the start too, naming that file.
+    let svc = |name: &str| {
+        format!("[[services]]\nname = \"{name}\"\nnamespace = \"default\"\nport = 80\n")
+    };
+    let err = run("", &(svc("good") + &svc("Not_A_Label")));
+    assert!(err.contains("mesh.toml: line 6: services[1].name"), "{err}");
+    drop((held, held_udp));
+}

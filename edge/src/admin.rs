@@ -26,6 +26,9 @@ pub struct AdminState {
     pub ready: AtomicBool,
     /// The listeners as bound (JSON object).
     pub listeners: serde_json::Value,
+    /// Cancelled when the drain is over: the admin port keeps answering
+    /// (`/ready` 503) while the edge drains, and closes only then.
+    pub stopped: tokio_util::sync::CancellationToken,
 }
 
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
@@ -38,7 +41,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
                     continue;
                 }
             },
-            _ = state.ctx.shutdown.cancelled() => return,
+            _ = state.stopped.cancelled() => return,
         };
         let state = state.clone();
         tokio::spawn(async move {

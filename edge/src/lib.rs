@@ -63,6 +63,8 @@ pub struct RunningEdge {
     pub transparent: Option<SocketAddr>,
     ctx: Arc<EdgeContext>,
     server: TunnelServer,
+    /// Closes the admin port once the drain is over.
+    admin_stopped: CancellationToken,
 }
 
 fn tunnel_config(cfg: &EdgeConfig) -> TunnelConfig {
@@ -176,6 +178,7 @@ pub async fn start(cfg: EdgeConfig) -> Result<RunningEdge, EdgeError> {
         ctx: ctx.clone(),
         registry,
         ready: Default::default(),
+        stopped: CancellationToken::new(),
         listeners,
     });
     tokio::spawn(admin::serve(admin_listener, state.clone()));
@@ -188,6 +191,7 @@ pub async fn start(cfg: EdgeConfig) -> Result<RunningEdge, EdgeError> {
         transparent,
         ctx,
         server,
+        admin_stopped: state.stopped.clone(),
     })
 }
 
@@ -237,6 +241,7 @@ impl RunningEdge {
         };
         tokio::join!(self.server.shutdown(grace), outbound);
         self.ctx.client.close();
+        self.admin_stopped.cancel();
         tracing::info!("edge stopped");
     }
 }

@@ -1,10 +1,14 @@
-//! gRPC through a pair of edges, with tonic on both ends (no code
-//! generation: hand-written prost messages and services), for each
-//! transport: unary, an error status (trailers-only response), server
-//! streaming, bidirectional streaming in lock step, and 1 MiB messages.
+//! gRPC through a pair of edges (client app → outbound listener of edge
+//! "web" → tunnel → edge "api" → gRPC server app), with tonic on both ends
+//! and no code generation (hand-written prost messages and services), for
+//! each transport: unary with the caller's SPIFFE ID, an error status
+//! (trailers-only response, and an error after streamed messages), server
+//! streaming, bidirectional streaming in lock step, and 1 MiB messages each
+//! way. Every test also checks the client edge's request counter.
 
 mod support;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
@@ -14,9 +18,17 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::*;
 use tokio::net::TcpListener;
 use tonic::codegen::http::uri::PathAndQuery;
+use tonic::metadata::MetadataValue;
 use tonic::server::{Grpc, ServerStreamingService, StreamingService, UnaryService};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_prost::ProstCodec;
+
+const UNARY: &str = "/ferry.test.Echo/Unary";
+const COUNT: &str = "/ferry.test.Echo/Count";
+const CHAT: &str = "/ferry.test.Echo/Chat";
+/// Messages may be larger than tonic's 4 MiB decoding default.
+const MAX_MESSAGE: usize = 8 << 20;
+const MIB: usize = 1 << 20;
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct Msg {
@@ -26,9 +38,26 @@ struct Msg {
     data: Vec<u8>,
 }
 
-type BoxFut<T> = Pin<Box<dyn std::future::Future<Output = Result<Response<T>, Status>> + Send>>;
+fn msg(text: impl Into<String>) -> Msg {
+    Msg {
+        text: text.into(),
+        data: Vec::new(),
+    }
+}
+
+/// 1 MiB that is not one repeated byte, so reordering or truncation shows.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ seed.wrapping_mul(31))
+        .collect()
+}
+
+type BoxFut<T> = Pin<Box<dyn Future<Output = Result<Response<T>, Status>> + Send>>;
 type MsgStream = Pin<Box<dyn Stream<Item = Result<Msg, Status>> + Send>>;
 
+/// Unary: `text = "missing"` answers NOT_FOUND "nope" (trailers-only);
+/// otherwise the reply names the `x-ferry-client-id` the server saw and
+/// carries the request's data with every byte incremented.
 struct Unary;
 impl UnaryService<Msg> for Unary {
     type Response = Msg;
@@ -37,41 +66,47 @@ impl UnaryService<Msg> for Unary {
         Box::pin(async move {
             let caller = req
                 .metadata()
-                .get("x-ferry-client-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
+                .get_all("x-ferry-client-id")
+                .iter()
+                .map(|v| v.to_str().unwrap_or("<binary>").to_string())
+                .collect::<Vec<_>>()
+                .join(",");
             let m = req.into_inner();
             if m.text == "missing" {
                 return Err(Status::not_found("nope"));
             }
             Ok(Response::new(Msg {
                 text: format!("{} from {caller}", m.text),
-                data: m.data,
+                data: m.data.iter().map(|b| b.wrapping_add(1)).collect(),
             }))
         })
     }
 }
 
+/// Server streaming: `text = "N"` sends "0".."N-1"; `text = "N!"` sends
+/// them, then ends with ABORTED "stopped after N" in the trailers.
 struct Count;
 impl ServerStreamingService<Msg> for Count {
     type Response = Msg;
     type ResponseStream = MsgStream;
     type Future = BoxFut<MsgStream>;
     fn call(&mut self, req: Request<Msg>) -> Self::Future {
-        let n: usize = req.into_inner().text.parse().unwrap_or(0);
+        let text = req.into_inner().text;
+        let (n, fail) = match text.strip_suffix('!') {
+            Some(n) => (n.parse::<usize>().unwrap_or(0), true),
+            None => (text.parse::<usize>().unwrap_or(0), false),
+        };
         Box::pin(async move {
-            let s = futures::stream::iter((0..n).map(|i| {
-                Ok(Msg {
-                    text: i.to_string(),
-                    data: vec![],
-                })
-            }));
+            let items = (0..n).map(|i| Ok(msg(i.to_string())));
+            let end = fail.then(|| Err(Status::aborted(format!("stopped after {n}"))));
+            let s = futures::stream::iter(items.chain(end));
             Ok(Response::new(Box::pin(s) as MsgStream))
         })
     }
 }
 
+/// Bidirectional: echoes each message as soon as it arrives ("echo " +
+/// text, data reversed).
 struct Echo;
 impl StreamingService<Msg> for Echo {
     type Response = Msg;
@@ -82,7 +117,7 @@ impl StreamingService<Msg> for Echo {
             let s = req.into_inner().map(|m| {
                 m.map(|m| Msg {
                     text: format!("echo {}", m.text),
-                    data: m.data,
+                    data: m.data.into_iter().rev().collect(),
                 })
             });
             Ok(Response::new(Box::pin(s) as MsgStream))
@@ -90,7 +125,7 @@ impl StreamingService<Msg> for Echo {
     }
 }
 
-/// A gRPC server (h2c) dispatching by path.
+/// A gRPC server application (h2c, hyper) dispatching by path.
 async fn grpc_app() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -103,15 +138,12 @@ async fn grpc_app() -> SocketAddr {
                 let svc = hyper::service::service_fn(
                     |req: http::Request<hyper::body::Incoming>| async move {
                         let mut grpc = Grpc::new(ProstCodec::<Msg, Msg>::default())
-                            .max_decoding_message_size(8 << 20);
+                            .max_decoding_message_size(MAX_MESSAGE);
                         let resp = match req.uri().path() {
-                            "/test.Echo/Unary" => grpc.unary(Unary, req).await,
-                            "/test.Echo/Count" => grpc.server_streaming(Count, req).await,
-                            "/test.Echo/Chat" => grpc.streaming(Echo, req).await,
-                            _ => http::Response::builder()
-                                .status(404)
-                                .body(tonic::body::Body::empty())
-                                .unwrap(),
+                            UNARY => grpc.unary(Unary, req).await,
+                            COUNT => grpc.server_streaming(Count, req).await,
+                            CHAT => grpc.streaming(Echo, req).await,
+                            _ => Status::unimplemented("no such method").into_http(),
                         };
                         Ok::<_, std::convert::Infallible>(resp)
                     },
@@ -125,23 +157,25 @@ async fn grpc_app() -> SocketAddr {
     addr
 }
 
-async fn client(listener: SocketAddr) -> tonic::client::Grpc<tonic::transport::Channel> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{listener}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    tonic::client::Grpc::new(channel).max_decoding_message_size(8 << 20)
-}
+type Client = tonic::client::Grpc<tonic::transport::Channel>;
 
 fn codec() -> ProstCodec<Msg, Msg> {
     ProstCodec::default()
 }
 
-async fn grpc(transport: &'static str) {
+struct Setup {
+    _mesh: Mesh,
+    client: ferry_edge::RunningEdge,
+    _server: ferry_edge::RunningEdge,
+    transport: &'static str,
+}
+
+/// Server edge "api" in front of the gRPC app (echo:50051), client edge
+/// "web" with an outbound listener for it, both forced onto `transport`.
+async fn setup(transport: &'static str) -> Setup {
     let mesh = Mesh::new();
     let app = grpc_app().await;
-    let empty = mesh.write("empty.toml", "");
+    let empty = mesh.write("empty-mesh.toml", "");
     let server = start_edge(
         &mesh,
         "api",
@@ -152,7 +186,7 @@ async fn grpc(transport: &'static str) {
         },
     )
     .await;
-    let api =
+    let api_id =
         ferry_transport::identity::SpiffeId::parse(&format!("spiffe://{TD}/ns/default/sa/api"))
             .unwrap();
     let mesh_file = mesh.write(
@@ -161,10 +195,10 @@ async fn grpc(transport: &'static str) {
             name: "echo",
             port: 50051,
             protocol: "grpc",
-            endpoints: vec![(app, server.tunnel, api)],
+            endpoints: vec![(app, server.tunnel, api_id)],
         }]),
     );
-    let edge = start_edge(
+    let client = start_edge(
         &mesh,
         "web",
         &mesh_file,
@@ -175,71 +209,150 @@ async fn grpc(transport: &'static str) {
         },
     )
     .await;
-    let mut c = client(edge.outbound[0].0).await;
+    Setup {
+        _mesh: mesh,
+        client,
+        _server: server,
+        transport,
+    }
+}
 
-    // Unary, with the caller's identity seen by the server.
+impl Setup {
+    /// A tonic client (h2c) on the client edge's outbound listener.
+    async fn grpc_client(&self) -> Client {
+        let (listener, _) = self.client.outbound[0];
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{listener}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    /// The client edge counted exactly `n` outbound requests on this
+    /// transport, all 2xx (gRPC errors travel as HTTP 200).
+    async fn assert_outbound_requests(&self, n: u64) {
+        let (status, metrics) = admin_get(self.client.admin, "/metrics").await;
+        assert_eq!(status, 200);
+        let prefix = format!(
+            "ferry_requests_total{{direction=\"outbound\",transport=\"{}\",",
+            self.transport
+        );
+        let counted: Vec<&str> = metrics.lines().filter(|l| l.starts_with(&prefix)).collect();
+        let ok = format!("{prefix}status_class=\"2xx\"}} {n}");
+        assert_eq!(counted, vec![ok.as_str()], "in\n{metrics}");
+    }
+}
+
+async fn within<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(9), f)
+        .await
+        .expect("the test finished within 9 s")
+}
+
+/// The OK status arrived in the trailers.
+fn assert_ok_trailers(trailers: Option<tonic::metadata::MetadataMap>) {
+    let trailers = trailers.expect("trailers arrive");
+    assert_eq!(
+        trailers.get("grpc-status").map(|v| v.to_str().unwrap()),
+        Some("0"),
+        "{trailers:?}"
+    );
+}
+
+async fn unary(transport: &'static str) {
+    let s = setup(transport).await;
+    let mut c = s.grpc_client().await;
+    let mut req = Request::new(Msg {
+        text: "hi".into(),
+        data: vec![1, 2, 255],
+    });
+    // A spoofed identity from the application never reaches the server.
+    req.metadata_mut().insert(
+        "x-ferry-client-id",
+        MetadataValue::from_static("spiffe://evil.test/ns/x/sa/y"),
+    );
     c.ready().await.unwrap();
     let r = c
-        .unary(
-            Request::new(Msg {
-                text: "hi".into(),
-                data: vec![],
-            }),
-            PathAndQuery::from_static("/test.Echo/Unary"),
-            codec(),
-        )
+        .unary(req, PathAndQuery::from_static(UNARY), codec())
         .await
-        .unwrap();
-    assert_eq!(
-        r.into_inner().text,
-        format!("hi from spiffe://{TD}/ns/default/sa/web")
-    );
+        .expect("status OK");
+    let m = r.into_inner();
+    assert_eq!(m.text, format!("hi from spiffe://{TD}/ns/default/sa/web"));
+    assert_eq!(m.data, vec![2, 3, 0]);
+    s.assert_outbound_requests(1).await;
+}
 
-    // An error status arrives intact (trailers-only response).
+async fn error_status(transport: &'static str) {
+    let s = setup(transport).await;
+    let mut c = s.grpc_client().await;
+    // Trailers-only: the status is in the response head, no body.
     c.ready().await.unwrap();
     let err = c
         .unary(
-            Request::new(Msg {
-                text: "missing".into(),
-                data: vec![],
-            }),
-            PathAndQuery::from_static("/test.Echo/Unary"),
+            Request::new(msg("missing")),
+            PathAndQuery::from_static(UNARY),
             codec(),
         )
         .await
         .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::NotFound);
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
     assert_eq!(err.message(), "nope");
 
-    // Server streaming: 100 messages in order.
+    // An error after messages: the status is in real trailers.
     c.ready().await.unwrap();
-    let mut s = c
+    let mut stream = c
         .server_streaming(
-            Request::new(Msg {
-                text: "100".into(),
-                data: vec![],
-            }),
-            PathAndQuery::from_static("/test.Echo/Count"),
+            Request::new(msg("3!")),
+            PathAndQuery::from_static(COUNT),
+            codec(),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    for i in 0..3 {
+        assert_eq!(stream.message().await.unwrap().unwrap().text, i.to_string());
+    }
+    let err = stream.message().await.unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{err:?}");
+    assert_eq!(err.message(), "stopped after 3");
+    s.assert_outbound_requests(2).await;
+}
+
+async fn server_streaming(transport: &'static str) {
+    let s = setup(transport).await;
+    let mut c = s.grpc_client().await;
+    c.ready().await.unwrap();
+    let mut stream = c
+        .server_streaming(
+            Request::new(msg("100")),
+            PathAndQuery::from_static(COUNT),
             codec(),
         )
         .await
         .unwrap()
         .into_inner();
     for i in 0..100 {
-        assert_eq!(s.message().await.unwrap().unwrap().text, i.to_string());
+        let m = stream.message().await.unwrap().expect("a message");
+        assert_eq!(m.text, i.to_string());
     }
-    assert!(
-        s.message().await.unwrap().is_none(),
-        "clean end with status OK"
-    );
+    assert!(stream.message().await.unwrap().is_none(), "end with OK");
+    assert_ok_trailers(stream.trailers().await.unwrap());
+    s.assert_outbound_requests(1).await;
+}
 
-    // Bidirectional, lock step: each message is echoed before the next is sent.
+async fn bidi_lock_step(transport: &'static str) {
+    let s = setup(transport).await;
+    let mut c = s.grpc_client().await;
+    // Capacity 1 and one message in flight: the next is sent only after
+    // the previous one's echo came back, so nothing may wait for the end
+    // of either stream.
     let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(1);
     c.ready().await.unwrap();
     let mut replies = c
         .streaming(
             Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)),
-            PathAndQuery::from_static("/test.Echo/Chat"),
+            PathAndQuery::from_static(CHAT),
             codec(),
         )
         .await
@@ -248,41 +361,123 @@ async fn grpc(transport: &'static str) {
     for i in 0..20 {
         tx.send(Msg {
             text: i.to_string(),
-            data: vec![],
+            data: vec![i as u8, 0xee],
         })
         .await
         .unwrap();
-        let m = tokio::time::timeout(Duration::from_secs(5), replies.message())
+        let m = tokio::time::timeout(Duration::from_secs(3), replies.message())
             .await
-            .expect("echo before the stream ends")
+            .unwrap_or_else(|_| panic!("echo {i} arrives while the request stream is open"))
             .unwrap()
-            .unwrap();
+            .expect("an echo");
         assert_eq!(m.text, format!("echo {i}"));
+        assert_eq!(m.data, vec![0xee, i as u8]);
     }
-    // 1 MiB each way.
-    let big = vec![7u8; 1 << 20];
-    tx.send(Msg {
-        text: "big".into(),
-        data: big.clone(),
-    })
-    .await
-    .unwrap();
-    let m = replies.message().await.unwrap().unwrap();
-    assert_eq!(m.data, big);
     drop(tx);
-    assert!(replies.message().await.unwrap().is_none());
+    assert!(replies.message().await.unwrap().is_none(), "end with OK");
+    assert_ok_trailers(replies.trailers().await.unwrap());
+    s.assert_outbound_requests(1).await;
+}
 
-    let (_, metrics) = admin_get(edge.admin, "/metrics").await;
-    let line = format!("ferry_requests_total{{direction=\"outbound\",transport=\"{transport}\",status_class=\"2xx\"}} 4");
-    assert!(metrics.contains(&line), "{line} in\n{metrics}");
+async fn large_messages(transport: &'static str) {
+    let s = setup(transport).await;
+    let mut c = s.grpc_client().await;
+
+    // Unary: 1 MiB up, a different 1 MiB down.
+    let up = pattern(MIB, 1);
+    c.ready().await.unwrap();
+    let r = c
+        .unary(
+            Request::new(Msg {
+                text: "big".into(),
+                data: up.clone(),
+            }),
+            PathAndQuery::from_static(UNARY),
+            codec(),
+        )
+        .await
+        .expect("status OK");
+    let down = r.into_inner().data;
+    assert_eq!(down.len(), MIB);
+    assert!(down.iter().zip(&up).all(|(d, u)| *d == u.wrapping_add(1)));
+
+    // Bidirectional: two 1 MiB messages each way, in lock step.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(1);
+    c.ready().await.unwrap();
+    let mut replies = c
+        .streaming(
+            Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)),
+            PathAndQuery::from_static(CHAT),
+            codec(),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    for seed in [2u8, 3] {
+        let data = pattern(MIB, seed);
+        tx.send(Msg {
+            text: seed.to_string(),
+            data: data.clone(),
+        })
+        .await
+        .unwrap();
+        let m = replies.message().await.unwrap().expect("an echo");
+        assert_eq!(m.text, format!("echo {seed}"));
+        assert_eq!(m.data.len(), MIB);
+        assert!(m.data.iter().rev().eq(data.iter()), "reversed payload");
+    }
+    drop(tx);
+    assert!(replies.message().await.unwrap().is_none(), "end with OK");
+    assert_ok_trailers(replies.trailers().await.unwrap());
+    s.assert_outbound_requests(2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_unary_streaming_errors_quic() {
-    grpc("quic").await;
+async fn unary_quic() {
+    within(unary("quic")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_unary_streaming_errors_h2() {
-    grpc("h2").await;
+async fn unary_h2() {
+    within(unary("h2")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_status_quic() {
+    within(error_status("quic")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_status_h2() {
+    within(error_status("h2")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_streaming_quic() {
+    within(server_streaming("quic")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_streaming_h2() {
+    within(server_streaming("h2")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_lock_step_quic() {
+    within(bidi_lock_step("quic")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_lock_step_h2() {
+    within(bidi_lock_step("h2")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_quic() {
+    within(large_messages("quic")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_h2() {
+    within(large_messages("h2")).await;
 }

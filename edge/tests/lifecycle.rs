@@ -372,3 +372,374 @@ async fn endpoints_removed_and_added_under_load() {
         &failures[..failures.len().min(5)]
     );
 }
+
+// ---- Keep-alive application connections, readiness during the drain ----
+
+/// Steady load over long-lived keep-alive connections (a pooled HTTP/1.1
+/// client, as most applications use): `loops` request loops, each answer
+/// recorded with the time it arrived.
+struct KeepAliveLoad {
+    stop: Arc<AtomicBool>,
+    answers: Arc<Mutex<Vec<(std::time::Instant, String)>>>,
+    failures: Arc<Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl KeepAliveLoad {
+    fn start(addr: SocketAddr, loops: usize) -> Self {
+        let client = http_client();
+        let stop = Arc::new(AtomicBool::new(false));
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let tasks = (0..loops)
+            .map(|_| {
+                let (client, stop, answers, failures) = (
+                    client.clone(),
+                    stop.clone(),
+                    answers.clone(),
+                    failures.clone(),
+                );
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        match support::get(&client, addr, "/").await {
+                            Ok((200, _, body)) => answers
+                                .lock()
+                                .unwrap()
+                                .push((std::time::Instant::now(), body)),
+                            Ok((status, err, body)) => failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("{status} {err}: {body}")),
+                            Err(e) => failures.lock().unwrap().push(e),
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            answers,
+            failures,
+            tasks,
+        }
+    }
+
+    /// The answers that arrived after `since`.
+    fn answers_since(&self, since: std::time::Instant) -> Vec<String> {
+        self.answers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| *t > since)
+            .map(|(_, a)| a.clone())
+            .collect()
+    }
+
+    async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        let ok = self.answers.lock().unwrap().len();
+        let failures = self.failures.lock().unwrap().clone();
+        (ok, failures)
+    }
+}
+
+/// Endpoint 1 removed from the mesh file and added back while 20 loops
+/// send requests on keep-alive connections opened before the change: each
+/// request is balanced over the endpoints current when it arrives, not
+/// those current when its connection was accepted.
+async fn endpoint_churn_keepalive(transport: &'static str) {
+    let mesh = Mesh::new();
+    let (app1, _) = tagged_app("one", Duration::ZERO).await;
+    let (app2, _) = tagged_app("two", Duration::ZERO).await;
+    let empty = mesh.write("empty.toml", "");
+    let opts = EdgeOpts {
+        force_transport: Some(transport),
+        ..Default::default()
+    };
+    let s1 = start_edge(&mesh, "api1", &empty, &opts).await;
+    let s2 = start_edge(&mesh, "api2", &empty, &opts).await;
+    let svc = |eps: Vec<(SocketAddr, SocketAddr, SpiffeId)>| {
+        mesh_toml(&[Svc {
+            name: "svc",
+            port: 80,
+            protocol: "http",
+            endpoints: eps,
+        }])
+    };
+    let both = svc(vec![
+        (app1, s1.tunnel, id("api1")),
+        (app2, s2.tunnel, id("api2")),
+    ]);
+    let only_two = svc(vec![(app2, s2.tunnel, id("api2"))]);
+    let mesh_file = mesh.write("mesh.toml", &both);
+    let client = start_edge(
+        &mesh,
+        "web",
+        &mesh_file,
+        &EdgeOpts {
+            listeners: vec!["svc.default:80".into()],
+            force_transport: Some(transport),
+            ..Default::default()
+        },
+    )
+    .await;
+    let load = KeepAliveLoad::start(client.outbound[0].0, 20);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let t0 = std::time::Instant::now() - Duration::from_millis(300);
+    let first = load.answers_since(t0);
+    assert!(
+        first.iter().any(|a| a == "one /") && first.iter().any(|a| a == "two /"),
+        "both endpoints serve at first"
+    );
+
+    let v = discovery_version(client.admin).await;
+    mesh.write("mesh.toml", &only_two);
+    assert!(
+        wait_until(Duration::from_secs(3), || async {
+            discovery_version(client.admin).await > v
+        })
+        .await,
+        "the client edge reloads the mesh file"
+    );
+    // Requests already in flight to endpoint 1 may still finish there.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t1 = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let removed = load.answers_since(t1);
+    let from_one = removed.iter().filter(|a| *a == "one /").count();
+    assert!(
+        removed.len() > 20 && from_one == 0,
+        "only endpoint 2 answers while 1 is removed: {from_one} of {} from endpoint 1",
+        removed.len()
+    );
+
+    let v = discovery_version(client.admin).await;
+    mesh.write("mesh.toml", &both);
+    assert!(
+        wait_until(Duration::from_secs(3), || async {
+            discovery_version(client.admin).await > v
+        })
+        .await
+    );
+    let t2 = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let back = load.answers_since(t2);
+    assert!(
+        back.iter().any(|a| a == "one /") && back.iter().any(|a| a == "two /"),
+        "both endpoints serve once 1 is re-added"
+    );
+    let (ok, failures) = load.finish().await;
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failures.len(),
+        ok + failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_churn_on_keepalive_connections_quic() {
+    endpoint_churn_keepalive("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_churn_on_keepalive_connections_h2() {
+    endpoint_churn_keepalive("h2").await;
+}
+
+/// While an edge drains, `/ready` answers 503 to a new connection (what a
+/// kubelet probe opens), as docs/operations.md says; in-flight requests
+/// still finish; the drain ends once they have (not at the end of the 5 s
+/// grace period: idle QUIC connections are closed by the server), and
+/// afterwards every port is closed.
+async fn ready_503_while_draining(transport: &'static str) {
+    let mesh = Mesh::new();
+    let (app, seen) = tagged_app("slow", Duration::from_secs(1)).await;
+    let empty = mesh.write("empty.toml", "");
+    let opts = EdgeOpts {
+        force_transport: Some(transport),
+        ..Default::default()
+    };
+    let server = start_edge(&mesh, "api", &empty, &opts).await;
+    let mesh_file = mesh.write(
+        "mesh.toml",
+        &mesh_toml(&[Svc {
+            name: "svc",
+            port: 80,
+            protocol: "http",
+            endpoints: vec![(app, server.tunnel, id("api"))],
+        }]),
+    );
+    let client = start_edge(
+        &mesh,
+        "web",
+        &mesh_file,
+        &EdgeOpts {
+            listeners: vec!["svc.default:80".into()],
+            ..opts.clone()
+        },
+    )
+    .await;
+    let listener = client.outbound[0].0;
+    let (server_admin, tunnel) = (server.admin, server.tunnel);
+    assert_eq!(ready_status(server_admin).await, Some(200));
+    let http = http_client();
+    let requests: Vec<_> = (0..20)
+        .map(|_| {
+            let http = http.clone();
+            tokio::spawn(async move { support::get(&http, listener, "/slow").await })
+        })
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            seen.load(Ordering::SeqCst) >= 20
+        })
+        .await,
+        "all 20 requests reached the app"
+    );
+    let drain_start = std::time::Instant::now();
+    let draining = tokio::spawn(server.shutdown());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        ready_status(server_admin).await,
+        Some(503),
+        "/ready on a new connection while draining"
+    );
+    for r in requests {
+        let (status, err, body) = r.await.unwrap().unwrap();
+        assert_eq!(
+            (status, err.as_str(), body.as_str()),
+            (200, "", "slow /slow")
+        );
+    }
+    tokio::time::timeout(Duration::from_secs(10), draining)
+        .await
+        .expect("drain ends")
+        .unwrap();
+    let drained_in = drain_start.elapsed();
+    assert!(
+        drained_in < Duration::from_secs(3),
+        "the drain ends with the last request, took {drained_in:?} (grace 5 s)"
+    );
+    assert!(
+        TcpStream::connect(tunnel).await.is_err(),
+        "tunnel port closed"
+    );
+    assert!(
+        wait_until(Duration::from_secs(2), || async {
+            TcpStream::connect(server_admin).await.is_err()
+        })
+        .await,
+        "admin port closed once stopped"
+    );
+    // Over TLS/TCP the client edge answers a request to the stopped
+    // endpoint at once (connection refused). With QUIC forced, a dead peer
+    // is only noticed at `connect_timeout` (504, 5 s): UDP gives no refusal.
+    if transport == "h2" {
+        let start = std::time::Instant::now();
+        let (status, err, _) = support::get(&http_client(), listener, "/").await.unwrap();
+        assert_eq!((status, err.as_str()), (502, "connect_failed"));
+        assert!(start.elapsed() < Duration::from_secs(2));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_503_on_new_connections_while_draining_quic() {
+    ready_503_while_draining("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_503_on_new_connections_while_draining_h2() {
+    ready_503_while_draining("h2").await;
+}
+
+/// A rolling restart with requests in flight at every moment: 20 loops on
+/// keep-alive connections against an app that takes 20 ms, so the draining
+/// edge's GOAWAY always finds streams open on its connections. Those finish
+/// (the pool must not close a QUIC connection under them); a stream that
+/// crossed the GOAWAY on the wire is retried. Nothing fails.
+async fn rolling_restart_in_flight(transport: &'static str) {
+    let mesh = Mesh::new();
+    let (app1, _) = tagged_app("one", Duration::from_millis(20)).await;
+    let (app2, _) = tagged_app("two", Duration::from_millis(20)).await;
+    let empty = mesh.write("empty.toml", "");
+    let opts = EdgeOpts {
+        force_transport: Some(transport),
+        ..Default::default()
+    };
+    let s1 = start_edge(&mesh, "api1", &empty, &opts).await;
+    let s2 = start_edge(&mesh, "api2", &empty, &opts).await;
+    let t1 = s1.tunnel;
+    let mesh_file = mesh.write(
+        "mesh.toml",
+        &mesh_toml(&[Svc {
+            name: "svc",
+            port: 80,
+            protocol: "http",
+            endpoints: vec![(app1, s1.tunnel, id("api1")), (app2, s2.tunnel, id("api2"))],
+        }]),
+    );
+    let client = start_edge(
+        &mesh,
+        "web",
+        &mesh_file,
+        &EdgeOpts {
+            listeners: vec!["svc.default:80".into()],
+            ..opts.clone()
+        },
+    )
+    .await;
+    let load = KeepAliveLoad::start(client.outbound[0].0, 20);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    s1.shutdown().await;
+    let restart = EdgeOpts {
+        tunnel_listen: Some(t1),
+        ..opts.clone()
+    };
+    let mut s1b = None;
+    for _ in 0..40 {
+        match try_start_edge(&mesh, "api1", &empty, &restart).await {
+            Ok(e) => {
+                s1b = Some(e);
+                break;
+            }
+            // The old edge's UDP socket may linger a moment.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let s1b = s1b.expect("the restarted edge binds its old tunnel port");
+    let since = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(3), || async {
+            load.answers_since(since).iter().any(|a| a == "one /")
+        })
+        .await,
+        "the restarted edge serves again"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (ok, failures) = load.finish().await;
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed during the restart: {:?}",
+        failures.len(),
+        ok + failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(ok > 200, "load ran ({ok} requests)");
+    drop((s1b, s2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_with_requests_in_flight_quic() {
+    rolling_restart_in_flight("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_with_requests_in_flight_h2() {
+    rolling_restart_in_flight("h2").await;
+}

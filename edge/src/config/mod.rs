@@ -68,6 +68,36 @@ pub fn line_of_key(text: &str, key: &str) -> usize {
         .unwrap_or(1)
 }
 
+/// The line of `key = ` inside the `index`-th `[[table]]` (0-based), for
+/// errors found after parsing in an array of tables; falls back to the
+/// first `key = ` in the file (e.g. for inline arrays).
+pub fn line_of_array_key(text: &str, table: &str, index: usize, key: &str) -> usize {
+    let header = format!("[[{table}]]");
+    let is_header = |l: &str| {
+        let l = l.split('#').next().unwrap_or("");
+        l.chars().filter(|c| !c.is_whitespace()).collect::<String>() == header
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(start) = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| is_header(l))
+        .nth(index)
+        .map(|(i, _)| i)
+    else {
+        return line_of_key(text, key);
+    };
+    lines[start + 1..]
+        .iter()
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .position(|l| {
+            let l = l.trim_start();
+            l.starts_with(key) && l[key.len()..].trim_start().starts_with('=')
+        })
+        .map(|i| start + 1 + i + 1)
+        .unwrap_or(start + 1)
+}
+
 impl EdgeConfig {
     /// Loads the edge configuration; relative paths inside it are resolved
     /// against the file's directory.
@@ -94,11 +124,14 @@ impl EdgeConfig {
     }
 
     fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
-        let invalid = |field: &str, key: &str, message: String| ConfigError::Invalid {
+        let invalid_at = |line: usize, field: &str, message: String| ConfigError::Invalid {
             path: path.display().to_string(),
-            line: line_of_key(text, key),
+            line,
             field: field.to_string(),
             message,
+        };
+        let invalid = |field: &str, key: &str, message: String| {
+            invalid_at(line_of_key(text, key), field, message)
         };
         if self.identity.bundles.is_empty() {
             return Err(invalid(
@@ -117,18 +150,18 @@ impl EdgeConfig {
         let mut seen = std::collections::HashSet::new();
         for (i, l) in self.outbound.listeners.iter().enumerate() {
             if l.listen.port() != 0 && !seen.insert(l.listen) {
-                return Err(invalid(
+                return Err(invalid_at(
+                    line_of_array_key(text, "outbound.listeners", i, "listen"),
                     &format!("outbound.listeners[{i}].listen"),
-                    "listen",
                     format!("{} is used by two listeners", l.listen),
                 ));
             }
         }
         for (i, p) in self.inbound.ports.iter().enumerate() {
             if p.port == 0 {
-                return Err(invalid(
+                return Err(invalid_at(
+                    line_of_array_key(text, "inbound.ports", i, "port"),
                     &format!("inbound.ports[{i}].port"),
-                    "port",
                     "port 0 is not a port an application listens on".into(),
                 ));
             }

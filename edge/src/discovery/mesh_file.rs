@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::snapshot::{Endpoint, Protocol, Service, Snapshot};
-use crate::config::{line_of_key, load_toml, ConfigError, SpiffeIdValue};
+use crate::config::{line_of_array_key, load_toml, ConfigError, SpiffeIdValue};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,7 +58,7 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
     for (i, s) in file.services.iter().enumerate() {
         let invalid = |field: &str, key: &str, message: String| ConfigError::Invalid {
             path: path.display().to_string(),
-            line: line_of_key(&text, key),
+            line: line_of_array_key(&text, "services", i, key),
             field: format!("services[{i}].{field}"),
             message,
         };

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use ferry_transport::tunnel::headers::{
     FERRY_DESTINATION, FERRY_ERROR, FERRY_PROTOCOL, FERRY_SOURCE,
 };
-use ferry_transport::tunnel::{PeerKey, TunnelError};
+use ferry_transport::tunnel::{PeerKey, StreamError, TunnelError};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -47,7 +47,9 @@ pub async fn serve(
         let target = target.clone();
         service_fn(move |req: Request<Incoming>| {
             let ctx = ctx.clone();
-            let target = target.clone();
+            // Each request is balanced over the endpoints discovery knows
+            // now, not when this (keep-alive) connection was accepted.
+            let target = target.refresh(&ctx.discovery.snapshot());
             async move { Ok::<_, Infallible>(forward(req, h2, &target, &ctx).await) }
         })
     };
@@ -203,11 +205,34 @@ async fn forward_inner(
     if let Ok(v) = HeaderValue::from_str(&ctx.id().to_string()) {
         headers.insert(FERRY_SOURCE, v);
     }
+    // hyper's head limit is soft (a head may overshoot it by one read), and
+    // the peer refuses a header block over its limit before anything is
+    // sent: answer 431 here rather than a 502 that blames the endpoint.
+    // Sizes as HTTP/3 and HTTP/2 count them: name + value + 32 per field,
+    // pseudo-headers and the per-endpoint `ferry-target` (at most 64) included.
+    let field = |n: usize, v: usize| n + v + 32;
+    let head_size = headers
+        .iter()
+        .map(|(n, v)| field(n.as_str().len(), v.len()))
+        .sum::<usize>()
+        + field(7, parts.method.as_str().len())
+        + field(7, 4)
+        + field(10, authority.len())
+        + field(5, path.len())
+        + field(FERRY_TARGET.len(), 64);
+    if head_size > ctx.client.config().max_header_bytes as usize {
+        return Err(error_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("the request head ({head_size} bytes) is over the tunnel's limit"),
+        ));
+    }
     let deadline = ctx.cfg.outbound.request_timeout;
     // Try up to two endpoints while nothing of the request has been sent.
     let mut last_err: Option<TunnelError> = None;
     let mut candidates = endpoints.clone();
-    for _attempt in 0..2 {
+    let mut body = Some(body);
+    for attempt in 0..2 {
         let Some((endpoint, lease)) = ctx.balancer.pick(&candidates) else {
             break;
         };
@@ -256,6 +281,7 @@ async fn forward_inner(
             }
         } else {
             // Stream the request body in the background; the response can start first.
+            let body = body.take().expect("a body is sent once: no retry after it");
             tokio::spawn(async move {
                 let end = pump_body(body, opened.send).await;
                 tracing::trace!(?end, "request body done");
@@ -267,41 +293,58 @@ async fn forward_inner(
         } else {
             tokio::time::timeout(remaining, opened.response.response()).await
         };
-        return match response {
+        match response {
             Ok(Ok((head, recv))) => {
                 lease.done(head.status().as_u16() < 500);
                 let (mut parts, ()) = head.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 // The tunnel's version (HTTP/3 or 2) is not the application's.
                 parts.version = http::Version::default();
-                Ok((
+                return Ok((
                     Response::from_parts(parts, recv_to_body(recv)),
                     Some(endpoint.id.clone()),
                     Some(transport),
-                ))
+                ));
             }
             Ok(Err(e)) => {
                 lease.done(false);
-                Err(error_response(
+                // The connection went away under the stream before any
+                // answer (an HTTP/2 GOAWAY from a draining peer can refuse a
+                // stream that crossed it on the wire; the peer never saw
+                // it). A request without a body and with an idempotent
+                // method is sent again, to another endpoint if there is one.
+                if attempt == 0
+                    && empty_body
+                    && parts.method.is_idempotent()
+                    && matches!(e, StreamError::Connection(_))
+                {
+                    tracing::debug!(peer = %endpoint.id, error = %e, "the connection went away under the request; retrying");
+                    last_err = Some(TunnelError::Stream(e));
+                    continue;
+                }
+                return Err(error_response(
                     StatusCode::BAD_GATEWAY,
                     "stream_failed",
                     format!("the request to {} failed: {e}", endpoint.id),
-                ))
+                ));
             }
             Err(_) => {
                 lease.done(false);
-                Err(error_response(
+                return Err(error_response(
                     StatusCode::GATEWAY_TIMEOUT,
                     "timeout",
                     format!("no response within {deadline:?}"),
-                ))
+                ));
             }
-        };
+        }
     }
+    let stream_failed = matches!(last_err, Some(TunnelError::Stream(_)));
     let detail = last_err
         .map(|e| e.to_string())
         .unwrap_or_else(|| "no endpoint".into());
-    let code = if detail.contains("handshake") {
+    let code = if stream_failed {
+        "stream_failed"
+    } else if detail.contains("handshake") {
         "handshake_failed"
     } else {
         "connect_failed"

@@ -46,6 +46,24 @@ impl Target {
         }
     }
 
+    /// The same destination in a newer snapshot, so the requests of a
+    /// long-lived connection follow endpoint changes. A service is looked
+    /// up again by name (gone: no endpoints); an endpoint or a non-mesh
+    /// address stays what it was.
+    pub fn refresh(&self, snapshot: &Snapshot) -> Target {
+        match self {
+            Target::Service(s) => match snapshot.service(&s.authority) {
+                Some(now) => Target::Service(now.clone()),
+                None => Target::Unknown(s.authority.clone()),
+            },
+            Target::Unknown(name) => match snapshot.service(name) {
+                Some(now) => Target::Service(now.clone()),
+                None => self.clone(),
+            },
+            Target::Endpoint(..) | Target::NonMesh(_) => self.clone(),
+        }
+    }
+
     /// Candidate endpoints (the current set, for a service).
     pub fn endpoints(&self) -> Vec<Endpoint> {
         match self {

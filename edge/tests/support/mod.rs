@@ -273,3 +273,168 @@ pub async fn admin_req(addr: SocketAddr, method: &str, path: &str) -> (u16, Stri
         .unwrap_or_default();
     (status, body)
 }
+
+// ---- Helpers for the lifecycle, websocket, bad-input and config tests ----
+
+/// Starts an edge, returning the error instead of panicking (restarts on a
+/// port that may still be held briefly by the previous edge).
+pub async fn try_start_edge(
+    mesh: &Mesh,
+    sa: &str,
+    mesh_file: &Path,
+    opts: &EdgeOpts,
+) -> Result<RunningEdge, ferry_edge::EdgeError> {
+    let cfg_path = write_edge_config(mesh, sa, mesh_file, opts);
+    let cfg = EdgeConfig::load(&cfg_path).unwrap();
+    ferry_edge::start(cfg).await
+}
+
+/// An HTTP/1.1 + h2c application answering every request with
+/// `<tag> <path>` after `delay`; counts the requests it received.
+pub async fn tagged_app(
+    tag: &'static str,
+    delay: Duration,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = l.accept().await else {
+                continue;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<Incoming>| {
+                    let counter = counter.clone();
+                    async move {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let path = req.uri().path().to_string();
+                        let _ = req.into_body().collect().await;
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from(format!("{tag} {path}")),
+                        )))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A raw application for upgrades: reads one HTTP/1.1 request head,
+/// records it verbatim, answers `101 Switching Protocols` (or `200
+/// Connection Established` to a CONNECT), then echoes every byte.
+pub async fn upgrade_echo_app() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = heads.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match s.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let answer: &[u8] = if text.starts_with("CONNECT ") {
+                    b"HTTP/1.1 200 Connection Established\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                };
+                record.lock().unwrap().push(text);
+                if s.write_all(answer).await.is_err() {
+                    return;
+                }
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    (addr, heads)
+}
+
+/// A pooled HTTP/1.1 client (keep-alive) for load loops.
+pub type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Empty<Bytes>,
+>;
+
+pub fn http_client() -> HttpClient {
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build_http()
+}
+
+/// GET `http://addr/path`; (status, ferry-error header, body) or the error.
+pub async fn get(
+    client: &HttpClient,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<(u16, String, String), String> {
+    let uri: http::Uri = format!("http://{addr}{path}").parse().unwrap();
+    let fut = async {
+        let resp = client.get(uri).await.map_err(|e| format!("{e:?}"))?;
+        let status = resp.status().as_u16();
+        let err = resp
+            .headers()
+            .get("ferry-error")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e:?}"))?
+            .to_bytes();
+        Ok((status, err, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .map_err(|_| "timed out after 10s".to_string())?
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `discovery.version` an edge reports on `/config`.
+pub async fn discovery_version(admin: SocketAddr) -> u64 {
+    let (_, body) = admin_get(admin, "/config").await;
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()["discovery"]["version"]
+        .as_u64()
+        .unwrap()
+}

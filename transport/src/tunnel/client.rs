@@ -97,9 +97,12 @@ impl TunnelClient {
                 // marked closed): closing the connection would kill its
                 // other streams, and a retry would fail the same way.
                 Err(e) if !conn.is_closed() => return Err(e),
+                // The connection is going away (GOAWAY) or gone: it is
+                // marked closed, so no new stream uses it. Not closed here:
+                // streams already on it finish (QUIC: the connection closes
+                // when its last stream ends).
                 Err(e) => {
                     tracing::debug!(peer = %peer.id, addr = %peer.addr, error = %e, "stream open failed; retrying on a new connection");
-                    conn.close();
                     last = Some(e);
                 }
             }

@@ -129,7 +129,15 @@ impl PeerConnection {
         slot: Reservation,
     ) -> Result<OpenedStream, TunnelError> {
         let metric = self.metrics.stream_opened(self.kind, Side::Client);
-        let ticket = StreamTicket::new(slot, metric);
+        // h3 closes the whole connection when its last `SendRequest` is
+        // dropped, in-flight streams and all: each QUIC stream keeps one, so
+        // a connection that has left the pool (after a GOAWAY) stays open
+        // until its last stream ends.
+        let keep: Option<Box<dyn std::any::Any + Send>> = match &self.sender {
+            Sender::Quic { send } => Some(Box::new(send.clone())),
+            Sender::H2(_) => None,
+        };
+        let ticket = StreamTicket::keeping(slot, metric, keep);
         let open_err = |detail: String| TunnelError::Open {
             addr: self.addr,
             detail,

@@ -218,13 +218,20 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
             }
         };
         let mut draining = false;
+        // This connection's streams. HTTP/3 `accept` ends only when the
+        // client goes away, and clients keep an idle connection after our
+        // GOAWAY: once draining and idle, the server closes it itself, after
+        // a linger for requests sent before the GOAWAY arrived.
+        let streams = TaskTracker::new();
+        let mut linger: Option<Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             tokio::select! {
                 r = h3conn.accept() => match r {
                     Ok(Some(resolver)) => {
+                        linger = None;
                         let s = shared.clone();
                         let peer = peer.clone();
-                        shared.tasks.spawn(async move {
+                        shared.tasks.spawn(streams.track_future(async move {
                             let header_timeout = s.cfg.request_header_timeout;
                             match tokio::time::timeout(header_timeout, resolver.resolve_request()).await {
                                 Ok(Ok((req, stream))) => {
@@ -242,7 +249,7 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
                                 Ok(Err(e)) => tracing::debug!(error = %e, "bad HTTP/3 request refused"),
                                 Err(_) => tracing::debug!("HTTP/3 request headers timed out"),
                             }
-                        }.in_current_span());
+                        }.in_current_span()));
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -253,6 +260,18 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
                 _ = shared.shutdown.cancelled(), if !draining => {
                     draining = true;
                     let _ = h3conn.shutdown(100).await;
+                    streams.close();
+                }
+                _ = streams.wait(), if draining && linger.is_none() => {
+                    let wait = (conn.rtt() * 3).max(Duration::from_millis(100));
+                    linger = Some(Box::pin(tokio::time::sleep(wait)));
+                }
+                _ = async { linger.as_mut().expect("guarded").await }, if linger.is_some() => {
+                    if streams.is_empty() {
+                        conn.close(quinn::VarInt::from_u32(0x100), b"shutdown");
+                        break;
+                    }
+                    linger = None;
                 }
             }
         }

@@ -101,17 +101,38 @@ impl Drop for Reservation {
 
 /// Held by both halves of a stream; the stream counts as open until both
 /// halves are dropped.
-#[derive(Debug)]
 pub struct StreamTicket {
     _slot: Reservation,
     _metric: StreamGuard,
+    /// Whatever keeps the stream's connection open while the stream lives
+    /// (a handle of a connection that has left the pool).
+    _keep: Option<std::sync::Mutex<Box<dyn std::any::Any + Send>>>,
+}
+
+impl std::fmt::Debug for StreamTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamTicket")
+            .field("slot", &self._slot)
+            .field("metric", &self._metric)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StreamTicket {
     pub fn new(slot: Reservation, metric: StreamGuard) -> Arc<Self> {
+        Self::keeping(slot, metric, None)
+    }
+
+    /// A ticket that also holds `keep` until both halves are dropped.
+    pub fn keeping(
+        slot: Reservation,
+        metric: StreamGuard,
+        keep: Option<Box<dyn std::any::Any + Send>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             _slot: slot,
             _metric: metric,
+            _keep: keep.map(std::sync::Mutex::new),
         })
     }
 }

@@ -22,6 +22,61 @@ pub enum Command {
     Certs(CertsArgs),
     /// Run the sidecar edge proxy (or print/apply its iptables rules).
     Edge(EdgeArgs),
+    /// Run the control plane (identity issuance and discovery over gRPC),
+    /// or make a workload bootstrap token.
+    Control(ControlArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ControlArgs {
+    #[command(subcommand)]
+    pub command: Option<ControlCommand>,
+    /// The mesh file (TOML; see docs/configuration.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The gRPC address, instead of the mesh file's `control.listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The admin address, instead of the mesh file's `control.admin`.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<std::net::SocketAddr>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ControlCommand {
+    /// Print a new random bootstrap token and, on a second line, the
+    /// SHA-256 to put in the workload's `token_sha256`.
+    Token,
+}
+
+impl ControlArgs {
+    fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Some(ControlCommand::Token) => {
+                let (token, hash) = ferry_control::token::generate();
+                println!("{token}\n{hash}");
+                Ok(())
+            }
+            None => {
+                let config = self
+                    .config
+                    .ok_or_else(|| anyhow::anyhow!("--config FILE is required"))?;
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()?;
+                let overrides = ferry_control::Overrides {
+                    listen: self.listen,
+                    admin: self.admin,
+                };
+                runtime.block_on(ferry_control::run(&config, overrides))?;
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Log output format.
@@ -160,6 +215,7 @@ impl Cli {
     pub fn log_settings(&self) -> (&'static str, LogFormat) {
         match &self.command {
             Command::Edge(e) if e.command.is_none() => ("info", e.log_format),
+            Command::Control(c) if c.command.is_none() => ("info", c.log_format),
             _ => ("warn", LogFormat::Text),
         }
     }
@@ -169,6 +225,7 @@ impl Cli {
         match self.command {
             Command::Certs(certs) => certs.run(),
             Command::Edge(edge) => edge.run(),
+            Command::Control(control) => control.run(),
         }
     }
 }

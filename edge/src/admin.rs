@@ -124,8 +124,10 @@ fn config_json(state: &AdminState) -> serde_json::Value {
         "name": cfg.name.clone().unwrap_or_else(|| ctx.id().to_string()),
         "identity": {
             "id": ctx.id().to_string(),
-            "cert": cfg.identity.cert,
-            "bundles": cfg.identity.bundles,
+            "source": if cfg.identity.is_some() { "files" } else { "control" },
+            "cert": cfg.identity.as_ref().map(|i| &i.cert),
+            "bundles": cfg.identity.as_ref().map(|i| &i.bundles),
+            "not_after_unix": ctx.identity.current().not_after.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(),
             "reloads": ctx.identity.reload_count(),
         },
         "listeners": state.listeners,

@@ -25,6 +25,9 @@ pub struct EdgeContext {
     /// Every outbound connection task, so shutdown can wait for them.
     pub tasks: TaskTracker,
     pub app_clients: crate::inbound::app_client::AppClients,
+    /// Inbound authorization (from the config file, or pushed by the
+    /// control plane).
+    pub authz: arc_swap::ArcSwap<crate::inbound::authz::Authorizer>,
 }
 
 impl EdgeContext {

@@ -10,6 +10,7 @@ pub mod balance;
 pub mod config;
 pub mod context;
 pub mod discovery;
+pub mod identity_source;
 pub mod inbound;
 pub mod iptables;
 pub mod metrics;
@@ -23,7 +24,6 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use ferry_transport::identity::{IdentityFiles, IdentityStore};
 use ferry_transport::tls::TlsConfigs;
 use ferry_transport::tunnel::{handler, TunnelClient, TunnelConfig, TunnelServer};
 use ferry_transport::TransportKind;
@@ -65,6 +65,8 @@ pub struct RunningEdge {
     server: TunnelServer,
     /// Closes the admin port once the drain is over.
     admin_stopped: CancellationToken,
+    /// Certificate renewal and the control-plane watch (stopped last).
+    background: tokio_util::sync::DropGuard,
 }
 
 fn tunnel_config(cfg: &EdgeConfig) -> TunnelConfig {
@@ -85,25 +87,35 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpLis
 
 /// Starts every listener. The edge is ready when this returns.
 pub async fn start(cfg: EdgeConfig) -> Result<RunningEdge, EdgeError> {
-    ferry_transport::install_crypto_provider();
-    let files = IdentityFiles {
-        cert: cfg.identity.cert.clone(),
-        key: cfg.identity.key.clone(),
-        bundles: cfg.identity.bundles.clone(),
-    };
-    let identity = IdentityStore::load(&files)?;
-    identity.watch(files, cfg.identity.reload_interval);
-    let mesh_file = cfg
-        .discovery
-        .mesh_file
-        .clone()
-        .ok_or_else(|| EdgeError::Other("discovery.mesh_file is required".into()))?;
-    let discovery = Discovery::from_mesh_file(&mesh_file)?;
-    discovery.watch(mesh_file, cfg.discovery.reload_interval);
+    start_with_shutdown(cfg, CancellationToken::new()).await
+}
 
+/// [`start`], with the token that starts the drain (cancelling it while
+/// the edge still waits for its first certificate or discovery state makes
+/// `start` give up).
+pub async fn start_with_shutdown(
+    cfg: EdgeConfig,
+    shutdown: CancellationToken,
+) -> Result<RunningEdge, EdgeError> {
+    ferry_transport::install_crypto_provider();
     let metrics = EdgeMetrics::new();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
+    // Renewal and the control-plane watch run until the edge has stopped;
+    // if starting fails half-way they stop with it.
+    let background = CancellationToken::new();
+    let background_guard = background.clone().drop_guard();
+    let identity = identity_source::start(&cfg, &metrics.transport, &shutdown).await?;
+    let discovery = match &cfg.discovery.mesh_file {
+        Some(mesh_file) => {
+            let d = Discovery::from_mesh_file(mesh_file)?;
+            d.watch(mesh_file.clone(), cfg.discovery.reload_interval);
+            d
+        }
+        // Filled by the control-plane watch below.
+        None => Discovery::new(discovery::Snapshot::default()),
+    };
+
     let tls = TlsConfigs::new(identity.clone(), metrics.transport.clone());
     let tcfg = tunnel_config(&cfg);
     let client = TunnelClient::new(tls.clone(), tcfg.clone()).map_err(|e| EdgeError::Bind {
@@ -113,24 +125,34 @@ pub async fn start(cfg: EdgeConfig) -> Result<RunningEdge, EdgeError> {
     })?;
     let ctx = Arc::new(EdgeContext {
         app_clients: inbound::app_client::AppClients::new(cfg.inbound.app_host),
+        authz: arc_swap::ArcSwap::from_pointee(inbound::authz::Authorizer::new(&cfg.inbound.ports)),
         cfg: cfg.clone(),
         identity,
         client,
         discovery,
         balancer: Default::default(),
         metrics,
-        shutdown: CancellationToken::new(),
+        shutdown,
         tasks: TaskTracker::new(),
     });
+    if let (None, Some(control)) = (&cfg.discovery.mesh_file, &cfg.control) {
+        let first =
+            discovery::control::spawn_watch(control, ctx.clone(), tls.clone(), background.clone());
+        tokio::select! {
+            _ = first => {}
+            _ = ctx.shutdown.cancelled() => {
+                return Err(EdgeError::Other("stopped before the first discovery state arrived".into()));
+            }
+        }
+    }
 
-    let authz = Arc::new(inbound::authz::Authorizer::new(&cfg.inbound.ports));
     let server = {
         let ctx = ctx.clone();
         TunnelServer::bind(
             cfg.tunnel.listen,
             tls,
             tcfg,
-            handler(move |stream| inbound::handle(stream, ctx.clone(), authz.clone())),
+            handler(move |stream| inbound::handle(stream, ctx.clone())),
         )
         .await
         .map_err(|source| EdgeError::Bind {
@@ -192,6 +214,7 @@ pub async fn start(cfg: EdgeConfig) -> Result<RunningEdge, EdgeError> {
         ctx,
         server,
         admin_stopped: state.stopped.clone(),
+        background: background_guard,
     })
 }
 
@@ -242,6 +265,7 @@ impl RunningEdge {
         tokio::join!(self.server.shutdown(grace), outbound);
         self.ctx.client.close();
         self.admin_stopped.cancel();
+        drop(self.background);
         tracing::info!("edge stopped");
     }
 }
@@ -255,16 +279,18 @@ pub async fn run(config_path: &Path) -> Result<(), EdgeError> {
         .map_err(|e| EdgeError::Other(format!("installing the SIGTERM handler: {e}")))?;
     let mut int = signal(SignalKind::interrupt())
         .map_err(|e| EdgeError::Other(format!("installing the SIGINT handler: {e}")))?;
-    let edge = start(cfg).await?;
-    println!("{}", edge.ready_line());
-    let token = edge.shutdown_token();
+    // A signal also ends a start still waiting for the control plane.
+    let token = CancellationToken::new();
+    let on_signal = token.clone();
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received"),
             _ = int.recv() => tracing::info!("SIGINT received"),
         }
-        token.cancel();
+        on_signal.cancel();
     });
+    let edge = start_with_shutdown(cfg, token).await?;
+    println!("{}", edge.ready_line());
     edge.wait().await;
     Ok(())
 }

@@ -66,7 +66,7 @@ fn the_base_config_is_valid() {
     let p = write(dir.path(), "edge.toml", BASE);
     let cfg = EdgeConfig::load(&p).unwrap();
     // Relative paths resolve against the file's directory.
-    assert_eq!(cfg.identity.cert, dir.path().join("c.pem"));
+    assert_eq!(cfg.identity.as_ref().expect("identity").cert, dir.path().join("c.pem"));
     assert_eq!(
         cfg.discovery.mesh_file.as_deref(),
         Some(dir.path().join("mesh.toml").as_path())
@@ -127,7 +127,8 @@ fn missing_identity_section() {
         "",
     );
     let (err, path) = edge_error(&text);
-    assert_names(&err, &path, 1, "missing field `identity`");
+    assert_names(&err, &path, 1, "identity");
+    assert!(err.contains("no certificate source"), "{err}");
     // And a missing required key inside it.
     let (err, path) = edge_error(&BASE.replace("key = \"k.pem\"\n", ""));
     assert!(err.starts_with(&format!("{path}: ")), "{err}");

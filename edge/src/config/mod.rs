@@ -9,94 +9,11 @@ pub use types::*;
 
 use std::path::{Path, PathBuf};
 
-/// A configuration file that could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    /// Syntax or type error; toml's message carries the line, column and key.
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
-    /// A value that parses but makes no sense.
-    #[error("{path}: line {line}: {field}: {message}")]
-    Invalid {
-        path: String,
-        line: usize,
-        field: String,
-        message: String,
-    },
-}
-
-/// Reads and validates a TOML file into `T`.
-pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(T, String), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let value = parse_toml(&text, path)?;
-    Ok((value, text))
-}
-
-pub fn parse_toml<T: serde::de::DeserializeOwned>(
-    text: &str,
-    path: &Path,
-) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: path.display().to_string(),
-        message: e.to_string().trim_end().to_string(),
-    })
-}
-
-/// The 1-based line of a byte offset.
-pub fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
-/// The line where `key = ` first appears after `after` (best effort, for
-/// errors found after parsing).
-pub fn line_of_key(text: &str, key: &str) -> usize {
-    text.lines()
-        .position(|l| {
-            let l = l.trim_start();
-            l.starts_with(key) && l[key.len()..].trim_start().starts_with('=')
-        })
-        .map(|i| i + 1)
-        .unwrap_or(1)
-}
-
-/// The line of `key = ` inside the `index`-th `[[table]]` (0-based), for
-/// errors found after parsing in an array of tables; falls back to the
-/// first `key = ` in the file (e.g. for inline arrays).
-pub fn line_of_array_key(text: &str, table: &str, index: usize, key: &str) -> usize {
-    let header = format!("[[{table}]]");
-    let is_header = |l: &str| {
-        let l = l.split('#').next().unwrap_or("");
-        l.chars().filter(|c| !c.is_whitespace()).collect::<String>() == header
-    };
-    let lines: Vec<&str> = text.lines().collect();
-    let Some(start) = lines
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| is_header(l))
-        .nth(index)
-        .map(|(i, _)| i)
-    else {
-        return line_of_key(text, key);
-    };
-    lines[start + 1..]
-        .iter()
-        .take_while(|l| !l.trim_start().starts_with('['))
-        .position(|l| {
-            let l = l.trim_start();
-            l.starts_with(key) && l[key.len()..].trim_start().starts_with('=')
-        })
-        .map(|i| start + 1 + i + 1)
-        .unwrap_or(start + 1)
-}
+pub use ferry_control::config_file::{
+    line_of, line_of_array_key, line_of_key, load_toml, parse_toml, ConfigError, SpiffeIdValue,
+    TrustDomainValue,
+};
+pub use ferry_control::policy::PortPolicy;
 
 impl EdgeConfig {
     /// Loads the edge configuration; relative paths inside it are resolved
@@ -115,9 +32,15 @@ impl EdgeConfig {
                 *p = base.join(&*p);
             }
         };
-        fix(&mut self.identity.cert);
-        fix(&mut self.identity.key);
-        self.identity.bundles.iter_mut().for_each(fix);
+        if let Some(identity) = &mut self.identity {
+            fix(&mut identity.cert);
+            fix(&mut identity.key);
+            identity.bundles.iter_mut().for_each(fix);
+        }
+        if let Some(control) = &mut self.control {
+            fix(&mut control.token_file);
+            fix(&mut control.bundle);
+        }
         if let Some(m) = &mut self.discovery.mesh_file {
             fix(m);
         }
@@ -133,18 +56,27 @@ impl EdgeConfig {
         let invalid = |field: &str, key: &str, message: String| {
             invalid_at(line_of_key(text, key), field, message)
         };
-        if self.identity.bundles.is_empty() {
-            return Err(invalid(
-                "identity.bundles",
-                "bundles",
-                "at least one trust bundle is required".into(),
-            ));
+        let at_start = |field: &str, message: String| invalid_at(1, field, message);
+        match (&self.identity, &self.control) {
+            (Some(identity), _) if identity.bundles.is_empty() => {
+                return Err(invalid(
+                    "identity.bundles",
+                    "bundles",
+                    "at least one trust bundle is required".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(at_start(
+                    "identity",
+                    "no certificate source: add an [identity] section (certificate files) or a [control] section (the control plane issues it)".into(),
+                ));
+            }
+            _ => {}
         }
-        if self.discovery.mesh_file.is_none() {
-            return Err(invalid(
+        if self.discovery.mesh_file.is_none() && self.control.is_none() {
+            return Err(at_start(
                 "discovery.mesh_file",
-                "mesh_file",
-                "a mesh file is required (the control-plane source is not built yet)".into(),
+                "no discovery source: set discovery.mesh_file or add a [control] section".into(),
             ));
         }
         let mut seen = std::collections::HashSet::new();

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ferry_transport::identity::{SpiffeId, TrustDomain};
 use serde::Deserialize;
+
+use super::{PortPolicy, SpiffeIdValue};
 
 fn d<T: Default>() -> T {
     T::default()
@@ -17,7 +18,13 @@ pub struct EdgeConfig {
     /// A name for logs and `/config` (defaults to the SPIFFE ID).
     #[serde(default)]
     pub name: Option<String>,
-    pub identity: IdentityConfig,
+    /// Certificate files; absent: the certificate comes from `control`.
+    #[serde(default)]
+    pub identity: Option<IdentityConfig>,
+    /// The control plane; used for the certificate when `identity` is
+    /// absent, and for discovery when `discovery.mesh_file` is.
+    #[serde(default)]
+    pub control: Option<ControlConfig>,
     #[serde(default)]
     pub tunnel: TunnelSection,
     #[serde(default)]
@@ -26,6 +33,7 @@ pub struct EdgeConfig {
     pub outbound: OutboundConfig,
     #[serde(default)]
     pub inbound: InboundConfig,
+    #[serde(default)]
     pub discovery: DiscoveryConfig,
     /// How long in-flight requests and streams get to finish at shutdown.
     #[serde(default = "default_grace", with = "humantime_serde")]
@@ -220,60 +228,22 @@ impl Default for InboundConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+/// Where the control plane is and how to prove who we are to it.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PortPolicy {
-    pub port: u16,
-    /// Exact SPIFFE IDs allowed.
+pub struct ControlConfig {
+    /// The control plane's gRPC address.
+    pub address: SocketAddr,
+    /// The SPIFFE ID the control plane must prove (default
+    /// `spiffe://<trust domain of workload_id>/ns/ferry-system/sa/control`).
     #[serde(default)]
-    pub allow_ids: Vec<SpiffeIdValue>,
-    /// Whole trust domains allowed.
-    #[serde(default)]
-    pub allow_trust_domains: Vec<TrustDomainValue>,
-    /// Namespaces (from `/ns/<ns>/...` IDs) allowed, in any trust domain
-    /// this edge trusts.
-    #[serde(default)]
-    pub allow_namespaces: Vec<String>,
-}
-
-/// A SPIFFE ID in a config file (validated while parsing, so the error
-/// carries the line).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct SpiffeIdValue(pub SpiffeId);
-
-impl TryFrom<String> for SpiffeIdValue {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        SpiffeId::parse(&s)
-            .map(SpiffeIdValue)
-            .map_err(|e| e.to_string())
-    }
-}
-
-impl From<SpiffeIdValue> for String {
-    fn from(v: SpiffeIdValue) -> String {
-        v.0.to_string()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct TrustDomainValue(pub TrustDomain);
-
-impl TryFrom<String> for TrustDomainValue {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse::<TrustDomain>()
-            .map(TrustDomainValue)
-            .map_err(|e| e.to_string())
-    }
-}
-
-impl From<TrustDomainValue> for String {
-    fn from(v: TrustDomainValue) -> String {
-        v.0.to_string()
-    }
+    pub id: Option<SpiffeIdValue>,
+    /// This workload's SPIFFE ID (what the CSR asks for).
+    pub workload_id: SpiffeIdValue,
+    /// A file holding the workload's bootstrap token.
+    pub token_file: PathBuf,
+    /// The CA certificate(s) the control plane's certificate chains to.
+    pub bundle: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -283,4 +253,13 @@ pub struct DiscoveryConfig {
     pub mesh_file: Option<PathBuf>,
     #[serde(default = "default_reload", with = "humantime_serde")]
     pub reload_interval: Duration,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            mesh_file: None,
+            reload_interval: default_reload(),
+        }
+    }
 }

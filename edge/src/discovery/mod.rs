@@ -3,6 +3,7 @@
 //! removed endpoints drain: their in-flight streams finish, no new ones
 //! start). An invalid new file is logged and the last good state kept.
 
+pub mod control;
 pub mod mesh_file;
 pub mod snapshot;
 

@@ -18,7 +18,9 @@ use crate::context::EdgeContext;
 use authz::Authorizer;
 
 /// Handles one stream from the tunnel port.
-pub async fn handle(stream: IncomingStream, ctx: Arc<EdgeContext>, authz: Arc<Authorizer>) {
+pub async fn handle(stream: IncomingStream, ctx: Arc<EdgeContext>) {
+    // The policy of the moment (the control plane may replace it).
+    let authz = ctx.authz.load_full();
     let span = tracing::info_span!("inbound", client = %stream.peer.id, transport = %stream.peer.transport);
     let _e = span.enter();
     drop(_e);

@@ -45,7 +45,7 @@ impl TrustBundles {
         Ok(())
     }
 
-    fn add_der(
+    pub fn add_der(
         &mut self,
         cert: CertificateDer<'static>,
         origin: &str,

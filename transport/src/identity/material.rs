@@ -94,9 +94,34 @@ impl Material {
                 origin: cert_origin.to_string(),
                 detail: e.to_string(),
             })?;
+        if chain.is_empty() {
+            return Err(IdentityError::Certificate {
+                origin: cert_origin.to_string(),
+                detail: "no CERTIFICATE block found".into(),
+            });
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| IdentityError::Key {
+            origin: key_origin.to_string(),
+            detail: e.to_string(),
+        })?;
+        Self::from_der(chain, cert_origin, key, key_origin, bundles)
+    }
+
+    /// Builds an identity from a DER chain (leaf first) and the private key
+    /// (an edge certified by the control plane holds exactly these).
+    pub fn from_der(
+        chain: Vec<CertificateDer<'static>>,
+        cert_origin: &str,
+        key: PrivateKeyDer<'static>,
+        key_origin: &str,
+        bundles: TrustBundles,
+    ) -> Result<Self, IdentityError> {
+        if bundles.is_empty() {
+            return Err(IdentityError::NoBundle);
+        }
         let leaf = chain.first().ok_or_else(|| IdentityError::Certificate {
             origin: cert_origin.to_string(),
-            detail: "no CERTIFICATE block found".into(),
+            detail: "no certificate in the chain".into(),
         })?;
         let id = leaf_spiffe_id(leaf).map_err(|(_, detail)| IdentityError::Certificate {
             origin: cert_origin.to_string(),
@@ -105,10 +130,6 @@ impl Material {
         let not_after = leaf_not_after(leaf).map_err(|detail| IdentityError::Certificate {
             origin: cert_origin.to_string(),
             detail,
-        })?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| IdentityError::Key {
-            origin: key_origin.to_string(),
-            detail: e.to_string(),
         })?;
         let provider = crate::crypto::provider();
         let certified_key =

@@ -272,6 +272,56 @@ impl CertificateAuthority {
         not_before: OffsetDateTime,
         not_after: OffsetDateTime,
     ) -> Result<IssuedCert, PkiError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let cert = self.sign(id, &key, not_before, not_after)?;
+        Ok(IssuedCert {
+            cert_chain_pem: format!("{}{}", cert.pem(), self.cert_pem),
+            key_pem: key.serialize_pem(),
+            bundle_pem: self.cert_pem.clone(),
+        })
+    }
+
+    /// Signs a certificate for `id` over a public key the workload holds
+    /// (from its CSR; the private key never leaves the workload), valid from
+    /// one minute ago for `ttl` (cut short at the CA's own expiry). Returns
+    /// the leaf, DER.
+    pub fn certify_key(
+        &self,
+        id: &SpiffeId,
+        public_key: &impl rcgen::PublicKeyData,
+        ttl: Duration,
+    ) -> Result<Vec<u8>, PkiError> {
+        let now = OffsetDateTime::now_utc();
+        if self.not_after <= now {
+            return Err(PkiError::CaExpired {
+                trust_domain: self.trust_domain.to_string(),
+                not_after: format_time(self.not_after),
+            });
+        }
+        let not_after = add_ttl(now, ttl)?.min(self.not_after);
+        Ok(self
+            .sign(id, public_key, now - CLOCK_SKEW, not_after)?
+            .der()
+            .to_vec())
+    }
+
+    /// The CA certificate, DER.
+    pub fn cert_der(&self) -> Vec<u8> {
+        use rustls_pki_types::pem::PemObject;
+        rustls_pki_types::CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .next()
+            .and_then(Result::ok)
+            .map(|c| c.to_vec())
+            .unwrap_or_default()
+    }
+
+    fn sign(
+        &self,
+        id: &SpiffeId,
+        public_key: &impl rcgen::PublicKeyData,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<rcgen::Certificate, PkiError> {
         self.check_trust_domain(id)?;
         if not_after <= not_before {
             return Err(PkiError::InvalidValidity(format!(
@@ -296,14 +346,7 @@ impl CertificateAuthority {
         params.serial_number = Some(random_serial());
         params.not_before = not_before;
         params.not_after = not_after;
-
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(IssuedCert {
-            cert_chain_pem: format!("{}{}", cert.pem(), self.cert_pem),
-            key_pem: key.serialize_pem(),
-            bundle_pem: self.cert_pem.clone(),
-        })
+        Ok(params.signed_by(public_key, &self.issuer)?)
     }
 
     fn check_trust_domain(&self, id: &SpiffeId) -> Result<(), PkiError> {

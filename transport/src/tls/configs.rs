@@ -11,7 +11,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ServerConfig, SignatureScheme};
 
-use super::verify::{ClientIdentityVerifier, ServerIdentityVerifier};
+use super::verify::{ClientIdentityVerifier, ServerIdentityVerifier, Trust};
+use crate::identity::TrustBundles;
 use crate::identity::{IdentityStore, SpiffeId};
 use crate::metrics::transport::TransportMetrics;
 
@@ -69,7 +70,27 @@ impl TlsConfigs {
 
     /// A server config requiring client certificates, offering `alpn`.
     pub fn server(&self, alpn: &'static [u8]) -> Arc<ServerConfig> {
-        let verifier = ClientIdentityVerifier::new(self.store.clone(), self.metrics.clone());
+        self.server_with(
+            ClientIdentityVerifier::new(self.store.clone(), self.metrics.clone()),
+            alpn,
+        )
+    }
+
+    /// A server config for the control plane: a client certificate is
+    /// verified when presented, and may be absent (a workload asking for its
+    /// first certificate has none yet).
+    pub fn server_optional_client_auth(&self, alpn: &'static [u8]) -> Arc<ServerConfig> {
+        self.server_with(
+            ClientIdentityVerifier::optional(self.store.clone(), self.metrics.clone()),
+            alpn,
+        )
+    }
+
+    fn server_with(
+        &self,
+        verifier: ClientIdentityVerifier,
+        alpn: &'static [u8],
+    ) -> Arc<ServerConfig> {
         let mut cfg = ServerConfig::builder_with_provider(crate::crypto::provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .expect("aws-lc-rs supports TLS 1.3")
@@ -93,8 +114,11 @@ impl TlsConfigs {
         if let Some(c) = self.clients.get(&key) {
             return c.clone();
         }
-        let verifier =
-            ServerIdentityVerifier::new(self.store.clone(), expected.clone(), self.metrics.clone());
+        let verifier = ServerIdentityVerifier::new(
+            Trust::Store(self.store.clone()),
+            expected.clone(),
+            self.metrics.clone(),
+        );
         let mut cfg = ClientConfig::builder_with_provider(crate::crypto::provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .expect("aws-lc-rs supports TLS 1.3")
@@ -106,6 +130,26 @@ impl TlsConfigs {
         self.clients.insert(key, cfg.clone());
         cfg
     }
+}
+
+/// A client config for a workload that has no identity yet: it presents no
+/// certificate and accepts only a server proving `expected` under `bundles`
+/// (how an edge reaches the control plane for its first certificate).
+pub fn bootstrap_client(
+    bundles: Arc<TrustBundles>,
+    expected: &SpiffeId,
+    alpn: &'static [u8],
+    metrics: TransportMetrics,
+) -> Arc<ClientConfig> {
+    let verifier = ServerIdentityVerifier::new(Trust::Bundles(bundles), expected.clone(), metrics);
+    let mut cfg = ClientConfig::builder_with_provider(crate::crypto::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("aws-lc-rs supports TLS 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    Arc::new(cfg)
 }
 
 /// The SPIFFE ID of an authenticated peer, from its certificate chain.

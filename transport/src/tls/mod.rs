@@ -5,6 +5,6 @@ pub mod configs;
 pub mod reject;
 pub mod verify;
 
-pub use configs::{peer_id_from_chain, TlsConfigs, ALPN_H2, ALPN_H3};
+pub use configs::{bootstrap_client, peer_id_from_chain, TlsConfigs, ALPN_H2, ALPN_H3};
 pub use reject::RejectReason;
 pub use verify::Rejection;

@@ -16,7 +16,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::RejectReason;
 use crate::identity::san::leaf_spiffe_id;
-use crate::identity::{IdentityStore, SpiffeId};
+use crate::identity::{IdentityStore, SpiffeId, TrustBundles};
 use crate::metrics::transport::{Side, TransportMetrics};
 
 /// Why a chain was refused, with detail for the log.
@@ -53,7 +53,7 @@ impl Rejection {
 /// Verifies a chain against the bundle of the leaf's trust domain and returns
 /// the leaf's SPIFFE ID.
 pub fn verify_chain(
-    store: &IdentityStore,
+    bundles: &TrustBundles,
     algs: &WebPkiSupportedAlgorithms,
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
@@ -61,8 +61,7 @@ pub fn verify_chain(
     usage: webpki::KeyUsage,
 ) -> Result<SpiffeId, Rejection> {
     let id = leaf_spiffe_id(end_entity).map_err(|(r, d)| Rejection::new(r, d))?;
-    let material = store.current();
-    let anchors = material.bundles.anchors(id.trust_domain()).ok_or_else(|| {
+    let anchors = bundles.anchors(id.trust_domain()).ok_or_else(|| {
         Rejection::new(
             RejectReason::UnknownTrustDomain,
             format!(
@@ -86,19 +85,38 @@ pub fn verify_chain(
     Ok(id)
 }
 
+/// Where a verifier finds the trust bundles.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// The proxy's live identity (bundles rotate with it).
+    Store(Arc<IdentityStore>),
+    /// Fixed bundles: a workload that has no identity yet verifying the
+    /// control plane it asks for one.
+    Bundles(Arc<TrustBundles>),
+}
+
+impl Trust {
+    fn bundles(&self) -> Arc<TrustBundles> {
+        match self {
+            Trust::Store(s) => s.current().bundles.clone(),
+            Trust::Bundles(b) => b.clone(),
+        }
+    }
+}
+
 /// Client side: verifies the server and that it is the expected identity.
 #[derive(Debug)]
 pub struct ServerIdentityVerifier {
-    store: Arc<IdentityStore>,
+    trust: Trust,
     expected: SpiffeId,
     algs: WebPkiSupportedAlgorithms,
     metrics: TransportMetrics,
 }
 
 impl ServerIdentityVerifier {
-    pub fn new(store: Arc<IdentityStore>, expected: SpiffeId, metrics: TransportMetrics) -> Self {
+    pub fn new(trust: Trust, expected: SpiffeId, metrics: TransportMetrics) -> Self {
         Self {
-            store,
+            trust,
             expected,
             algs: crate::crypto::provider().signature_verification_algorithms,
             metrics,
@@ -116,7 +134,7 @@ impl ServerCertVerifier for ServerIdentityVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let result = verify_chain(
-            &self.store,
+            &self.trust.bundles(),
             &self.algs,
             end_entity,
             intermediates,
@@ -168,13 +186,15 @@ impl ServerCertVerifier for ServerIdentityVerifier {
     }
 }
 
-/// Server side: requires a client certificate and verifies it against the
-/// bundle of the client's trust domain.
+/// Server side: requires a client certificate (or, for the control plane,
+/// accepts its absence) and verifies it against the bundle of the client's
+/// trust domain.
 #[derive(Debug)]
 pub struct ClientIdentityVerifier {
     store: Arc<IdentityStore>,
     algs: WebPkiSupportedAlgorithms,
     metrics: TransportMetrics,
+    mandatory: bool,
 }
 
 impl ClientIdentityVerifier {
@@ -183,6 +203,16 @@ impl ClientIdentityVerifier {
             store,
             algs: crate::crypto::provider().signature_verification_algorithms,
             metrics,
+            mandatory: true,
+        }
+    }
+
+    /// A verifier that also lets clients without a certificate in (a
+    /// certificate that is presented must still be valid).
+    pub fn optional(store: Arc<IdentityStore>, metrics: TransportMetrics) -> Self {
+        Self {
+            mandatory: false,
+            ..Self::new(store, metrics)
         }
     }
 }
@@ -193,7 +223,7 @@ impl ClientCertVerifier for ClientIdentityVerifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        true
+        self.mandatory
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -207,7 +237,7 @@ impl ClientCertVerifier for ClientIdentityVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         match verify_chain(
-            &self.store,
+            &self.store.current().bundles,
             &self.algs,
             end_entity,
             intermediates,

@@ -1,0 +1,207 @@
+//! Starts the control plane: loads the mesh file, gives itself an SVID from
+//! the mesh CA (renewed at half its lifetime), serves `Identity` and
+//! `Discovery` over gRPC on TLS 1.3 (client certificate optional: edges
+//! without one may only call `Certify`), the admin port, and the reloader.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_transport::identity::pki::CertificateAuthority;
+use ferry_transport::identity::{IdentityStore, Material, SpiffeId, TrustBundles};
+use ferry_transport::metrics::transport::TransportMetrics;
+use ferry_transport::tls::{TlsConfigs, ALPN_H2};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::discovery_server::DiscoveryServer;
+use crate::api::identity_server::IdentityServer;
+use crate::discovery_service::DiscoveryService;
+use crate::identity_service::{IdentityService, MAX_CSR_BYTES};
+use crate::metrics::ControlMetrics;
+use crate::state::StateHandle;
+use crate::{admin, mesh, tls_incoming, ControlError};
+
+/// Where to listen, overriding the mesh file (tests bind port 0).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+}
+
+/// A running control plane.
+pub struct RunningControl {
+    pub grpc: SocketAddr,
+    pub admin: SocketAddr,
+    pub id: SpiffeId,
+    stop: CancellationToken,
+    served: tokio::task::JoinHandle<()>,
+}
+
+/// The control plane's own certificate, from its own CA.
+fn own_material(
+    ca: &CertificateAuthority,
+    id: &SpiffeId,
+    ttl: Duration,
+) -> Result<Material, ControlError> {
+    let issued = ca.issue(id, ttl).map_err(|e| {
+        ControlError::Identity(format!("issuing the control plane's certificate: {e}"))
+    })?;
+    let mut bundles = TrustBundles::default();
+    bundles
+        .add_pem(issued.bundle_pem.as_bytes(), "the mesh CA")
+        .map_err(|e| ControlError::Identity(e.to_string()))?;
+    Material::from_pem(
+        issued.cert_chain_pem.as_bytes(),
+        "the control plane's certificate",
+        issued.key_pem.as_bytes(),
+        "the control plane's key",
+        bundles,
+    )
+    .map_err(|e| ControlError::Identity(e.to_string()))
+}
+
+/// Renews the control plane's own certificate at half its lifetime, from
+/// the CA of the current state (which may have been replaced by a reload).
+fn renew_own(state: StateHandle, store: Arc<IdentityStore>, id: SpiffeId, stop: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            let ttl = state.current().mesh.cert_ttl;
+            tokio::select! {
+                _ = tokio::time::sleep(ttl / 2) => {}
+                _ = stop.cancelled() => return,
+            }
+            let current = state.current();
+            match own_material(&current.ca, &id, current.mesh.cert_ttl) {
+                Ok(m) => store.set(m),
+                Err(e) => {
+                    tracing::error!(error = %e, "renewing the control plane's certificate failed")
+                }
+            }
+        }
+    });
+}
+
+impl RunningControl {
+    /// Starts everything; the control plane is ready when this returns.
+    pub async fn start(mesh_path: &Path, overrides: Overrides) -> Result<Self, ControlError> {
+        ferry_transport::install_crypto_provider();
+        let loaded = mesh::load(mesh_path)?;
+        let listen = overrides.listen.unwrap_or(loaded.mesh.listen);
+        let admin_addr = overrides.admin.unwrap_or(loaded.mesh.admin);
+        let id = loaded.mesh.control_id.clone();
+        let reload_interval = loaded.mesh.reload_interval;
+        let material = own_material(&loaded.ca, &id, loaded.mesh.cert_ttl)?;
+        let state = StateHandle::new(loaded);
+        let stop = CancellationToken::new();
+
+        let metrics = ControlMetrics::default();
+        metrics.mesh_version.set(1);
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let transport_metrics = TransportMetrics::new();
+        transport_metrics.register(&mut registry);
+
+        let store = IdentityStore::new(material);
+        renew_own(state.clone(), store.clone(), id.clone(), stop.clone());
+        let tls = TlsConfigs::new(store, transport_metrics);
+        let bind = |what: &'static str, addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ControlError::Bind { what, addr, source })
+        };
+        let listener = bind("the gRPC port", listen).await?;
+        let grpc = listener.local_addr().map_err(|source| ControlError::Bind {
+            what: "the gRPC port",
+            addr: listen,
+            source,
+        })?;
+        let admin_listener = bind("the admin port", admin_addr).await?;
+        let admin = admin_listener
+            .local_addr()
+            .map_err(|source| ControlError::Bind {
+                what: "the admin port",
+                addr: admin_addr,
+                source,
+            })?;
+
+        state.reload_loop(
+            PathBuf::from(mesh_path),
+            reload_interval,
+            metrics.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(admin::serve(
+            admin_listener,
+            Arc::new(admin::AdminState {
+                registry,
+                state: state.clone(),
+            }),
+            stop.clone(),
+        ));
+
+        let identity = IdentityServer::new(IdentityService {
+            state: state.clone(),
+            metrics: metrics.clone(),
+        })
+        .max_decoding_message_size(MAX_CSR_BYTES + 4096);
+        let discovery = DiscoveryServer::new(DiscoveryService {
+            state: state.clone(),
+            metrics: metrics.clone(),
+        })
+        .max_decoding_message_size(1024 * 1024);
+        let incoming = tls_incoming::incoming(
+            listener,
+            move || tls_incoming::acceptor(tls.server_optional_client_auth(ALPN_H2)),
+            stop.clone(),
+        );
+        let shutdown = stop.clone();
+        let served = tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(Duration::from_secs(20)))
+                .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+                .concurrency_limit_per_connection(256)
+                .timeout(Duration::from_secs(30))
+                .add_service(identity)
+                .add_service(discovery)
+                .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "the gRPC server failed");
+            }
+        });
+        tracing::info!(%grpc, %admin, %id, "control plane ready");
+        Ok(Self {
+            grpc,
+            admin,
+            id,
+            stop,
+            served,
+        })
+    }
+
+    /// One JSON line describing the listeners (printed when ready).
+    pub fn ready_line(&self) -> String {
+        format!(
+            "{{\"ready\":true,\"id\":\"{}\",\"grpc\":\"{}\",\"admin\":\"{}\"}}",
+            self.id, self.grpc, self.admin
+        )
+    }
+
+    /// Stops serving: open watch streams end, listeners close.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.served).await;
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Waits until the server has stopped.
+    pub async fn wait(self) {
+        let _ = self.served.await;
+    }
+}

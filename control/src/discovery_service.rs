@@ -26,6 +26,9 @@ pub const MAX_AUTHORITIES: usize = 10_000;
 pub struct DiscoveryService {
     pub state: StateHandle,
     pub metrics: ControlMetrics,
+    /// Ends every watch stream (at shutdown, so clients reconnect to the
+    /// next instance instead of holding on to this one).
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<WatchUpdate, Status>> + Send>>;
@@ -131,6 +134,7 @@ impl Discovery for DiscoveryService {
         let mut rx = self.state.subscribe();
         let (tx, out) = mpsc::channel::<Result<WatchUpdate, Status>>(4);
         let metrics = self.metrics.clone();
+        let stop = self.stop.clone();
         metrics.watchers.inc();
         let gauge = WatcherGauge(metrics.clone());
         tracing::info!(peer = %addr, %id, "watch started");
@@ -148,6 +152,7 @@ impl Discovery for DiscoveryService {
                         tracing::info!(peer = %addr, %id, "watch ended");
                         return;
                     }
+                    _ = stop.cancelled() => return,
                 }
                 let latest = rx.borrow_and_update().clone();
                 if let Some(u) = update(&sent, &latest, &filter, &id) {

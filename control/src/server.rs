@@ -150,6 +150,7 @@ impl RunningControl {
         let discovery = DiscoveryServer::new(DiscoveryService {
             state: state.clone(),
             metrics: metrics.clone(),
+            stop: stop.clone(),
         })
         .max_decoding_message_size(1024 * 1024);
         let incoming = tls_incoming::incoming(
@@ -190,10 +191,17 @@ impl RunningControl {
         )
     }
 
-    /// Stops serving: open watch streams end, listeners close.
+    /// Stops serving: open watch streams end, listeners close, calls in
+    /// flight get 5 s to finish.
     pub async fn shutdown(self) {
         self.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.served).await;
+        let abort = self.served.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), self.served)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {

@@ -66,7 +66,10 @@ fn the_base_config_is_valid() {
     let p = write(dir.path(), "edge.toml", BASE);
     let cfg = EdgeConfig::load(&p).unwrap();
     // Relative paths resolve against the file's directory.
-    assert_eq!(cfg.identity.as_ref().expect("identity").cert, dir.path().join("c.pem"));
+    assert_eq!(
+        cfg.identity.as_ref().expect("identity").cert,
+        dir.path().join("c.pem")
+    );
     assert_eq!(
         cfg.discovery.mesh_file.as_deref(),
         Some(dir.path().join("mesh.toml").as_path())

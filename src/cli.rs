@@ -65,14 +65,11 @@ impl ControlArgs {
                 let config = self
                     .config
                     .ok_or_else(|| anyhow::anyhow!("--config FILE is required"))?;
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()?;
                 let overrides = ferry_control::Overrides {
                     listen: self.listen,
                     admin: self.admin,
                 };
-                runtime.block_on(ferry_control::run(&config, overrides))?;
+                block_on(ferry_control::run(&config, overrides))?;
                 Ok(())
             }
         }
@@ -153,10 +150,7 @@ impl EdgeArgs {
                 let config = self
                     .config
                     .ok_or_else(|| anyhow::anyhow!("--config FILE is required"))?;
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()?;
-                runtime.block_on(ferry_edge::run(&config))?;
+                block_on(ferry_edge::run(&config))?;
                 Ok(())
             }
         }
@@ -208,6 +202,18 @@ pub enum CertsCommand {
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {
     pki::parse_ttl(s).map_err(|e| e.to_string())
+}
+
+/// Runs a long-lived server command on a multi-threaded runtime.
+fn block_on<E>(future: impl std::future::Future<Output = Result<(), E>>) -> anyhow::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(future)?;
+    Ok(())
 }
 
 impl Cli {

@@ -16,6 +16,7 @@ pub mod api;
 pub mod client;
 pub mod config_file;
 pub mod discovery_service;
+pub mod file_poller;
 pub mod identity_service;
 pub mod mesh;
 pub mod metrics;

@@ -6,12 +6,13 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ferry_transport::identity::pki::CertificateAuthority;
 use ferry_transport::identity::SpiffeId;
 use tokio::sync::watch;
 
+use crate::file_poller::FilePoller;
 use crate::mesh::{self, Loaded, Mesh};
 use crate::metrics::ControlMetrics;
 
@@ -126,31 +127,15 @@ impl StateHandle {
         metrics: ControlMetrics,
         stop: tokio_util::sync::CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        /// A changed file must stay unchanged this long before it is read.
-        const SETTLE: Duration = Duration::from_millis(50);
         let me = self.clone();
+        // The state loaded before this call is the baseline.
+        let mut poller = FilePoller::new(path.clone(), interval);
         tokio::spawn(async move {
-            let stamp = |p: &PathBuf| -> Option<(SystemTime, u64)> {
-                let m = std::fs::metadata(p).ok()?;
-                Some((m.modified().ok()?, m.len()))
-            };
-            let mut last = stamp(&path);
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => {}
+                    _ = poller.changed() => {}
                     _ = stop.cancelled() => return,
                 }
-                let now = stamp(&path);
-                if now == last {
-                    continue;
-                }
-                tokio::time::sleep(SETTLE).await;
-                if stamp(&path) != now {
-                    continue;
-                }
-                last = now;
                 match mesh::load(&path) {
                     Ok(loaded) => {
                         let version = me.publish(loaded);

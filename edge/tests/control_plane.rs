@@ -220,6 +220,23 @@ struct Setup {
     listener: SocketAddr,
 }
 
+/// Declares a second api workload (app answering "two"), starts its edge
+/// and records its tunnel in the spec (not yet serving the service).
+async fn add_api2(s: &mut Setup) -> (RunningEdge, Arc<AtomicUsize>) {
+    let (app2, seen2) = tagged_app("two", Duration::ZERO).await;
+    s.spec.workloads.push(W {
+        name: "api-2",
+        sa: "api",
+        tunnel: NOWHERE.parse().unwrap(),
+        app_port: app2.port(),
+    });
+    // Its token must be known before its edge asks for a certificate.
+    s.plane.publish(&s.spec).await;
+    let api2 = s.plane.edge("api-2", "api", &EdgeOpts::default()).await;
+    s.spec.workloads[2].tunnel = api2.tunnel;
+    (api2, seen2)
+}
+
 async fn identity_info(admin: SocketAddr) -> serde_json::Value {
     let (_, body) = admin_get(admin, "/config").await;
     serde_json::from_str::<serde_json::Value>(&body).unwrap()["identity"].clone()
@@ -314,16 +331,7 @@ async fn renewal_under_traffic_drops_nothing_h2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mesh_change_reaches_the_edge_and_traffic_follows() {
     let mut s = web_and_api("1h", None).await;
-    let (app2, seen2) = tagged_app("two", Duration::ZERO).await;
-    s.spec.workloads.push(W {
-        name: "api-2",
-        sa: "api",
-        tunnel: NOWHERE.parse().unwrap(),
-        app_port: app2.port(),
-    });
-    s.plane.publish(&s.spec).await;
-    let api2 = s.plane.edge("api-2", "api", &EdgeOpts::default()).await;
-    s.spec.workloads[2].tunnel = api2.tunnel;
+    let (api2, seen2) = add_api2(&mut s).await;
     s.spec.api = vec!["api-2"];
     let client = http_client();
     let t0 = std::time::Instant::now();
@@ -385,16 +393,7 @@ async fn control_plane_restart_under_traffic_disturbs_nothing() {
     let control = start_control(&s.plane.mesh, grpc).await;
     s.plane.control = Some(control);
     // The edges watch again: a change made now reaches them.
-    let (app2, _) = tagged_app("two", Duration::ZERO).await;
-    s.spec.workloads.push(W {
-        name: "api-2",
-        sa: "api",
-        tunnel: NOWHERE.parse().unwrap(),
-        app_port: app2.port(),
-    });
-    s.plane.publish(&s.spec).await;
-    let api2 = s.plane.edge("api-2", "api", &EdgeOpts::default()).await;
-    s.spec.workloads[2].tunnel = api2.tunnel;
+    let (api2, _) = add_api2(&mut s).await;
     s.spec.api = vec!["api-1", "api-2"];
     s.plane.update(&s.spec);
     let client = http_client();

@@ -10,16 +10,14 @@ pub mod snapshot;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use ferry_control::file_poller::FilePoller;
 
 pub use snapshot::{AddrRoute, Endpoint, Protocol, Service, Snapshot};
 
 use crate::config::ConfigError;
-
-/// How long a changed mesh file must stay unchanged before it is read.
-const SETTLE: Duration = Duration::from_millis(50);
 
 /// The current snapshot, swapped atomically on reload.
 #[derive(Debug)]
@@ -60,28 +58,12 @@ impl Discovery {
         interval: Duration,
     ) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
+        // The state loaded before this call is the baseline.
+        let mut poller = FilePoller::new(path.clone(), interval);
         tokio::spawn(async move {
-            let stamp = |p: &PathBuf| -> Option<(SystemTime, u64)> {
-                let m = std::fs::metadata(p).ok()?;
-                Some((m.modified().ok()?, m.len()))
-            };
-            let mut last = stamp(&path);
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                poller.changed().await;
                 let Some(me) = weak.upgrade() else { return };
-                let now = stamp(&path);
-                if now == last {
-                    continue;
-                }
-                // Let a writer finish: load only once the file has stopped
-                // changing (a truncate-then-write must not read as empty).
-                tokio::time::sleep(SETTLE).await;
-                if stamp(&path) != now {
-                    continue;
-                }
-                last = now;
                 match mesh_file::load(&path) {
                     Ok(s) => {
                         tracing::info!(path = %path.display(), services = s.services.len(), "mesh file reloaded");

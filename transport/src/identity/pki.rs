@@ -252,6 +252,13 @@ impl CertificateAuthority {
     /// domain.
     pub fn issue(&self, id: &SpiffeId, ttl: Duration) -> Result<IssuedCert, PkiError> {
         self.check_trust_domain(id)?;
+        let (not_before, not_after) = self.validity(ttl)?;
+        self.issue_with_validity(id, not_before, not_after)
+    }
+
+    /// From one minute ago for `ttl`, cut short at the CA's own expiry;
+    /// refused once the CA has expired.
+    fn validity(&self, ttl: Duration) -> Result<(OffsetDateTime, OffsetDateTime), PkiError> {
         let now = OffsetDateTime::now_utc();
         if self.not_after <= now {
             return Err(PkiError::CaExpired {
@@ -259,8 +266,7 @@ impl CertificateAuthority {
                 not_after: format_time(self.not_after),
             });
         }
-        let not_after = add_ttl(now, ttl)?.min(self.not_after);
-        self.issue_with_validity(id, now - CLOCK_SKEW, not_after)
+        Ok((now - CLOCK_SKEW, add_ttl(now, ttl)?.min(self.not_after)))
     }
 
     /// Issues a workload certificate for `id` with an explicit validity
@@ -291,16 +297,9 @@ impl CertificateAuthority {
         public_key: &impl rcgen::PublicKeyData,
         ttl: Duration,
     ) -> Result<Vec<u8>, PkiError> {
-        let now = OffsetDateTime::now_utc();
-        if self.not_after <= now {
-            return Err(PkiError::CaExpired {
-                trust_domain: self.trust_domain.to_string(),
-                not_after: format_time(self.not_after),
-            });
-        }
-        let not_after = add_ttl(now, ttl)?.min(self.not_after);
+        let (not_before, not_after) = self.validity(ttl)?;
         Ok(self
-            .sign(id, public_key, now - CLOCK_SKEW, not_after)?
+            .sign(id, public_key, not_before, not_after)?
             .der()
             .to_vec())
     }

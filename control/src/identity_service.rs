@@ -2,7 +2,8 @@
 //! CSR must ask for exactly that SPIFFE ID (one URI SAN, no DNS or IP SANs)
 //! and carry a valid self-signature. The CA from the mesh file signs a
 //! short-lived certificate over the CSR's public key; the private key never
-//! leaves the workload. Tokens never appear in logs.
+//! leaves the workload. A caller presenting a certificate (renewal) must be
+//! the identity its token names. Tokens never appear in logs.
 
 use rcgen::{CertificateSigningRequestParams, SanType};
 use rustls_pki_types::CertificateSigningRequestDer;
@@ -51,6 +52,19 @@ impl Identity for IdentityService {
                 Status::unauthenticated("the bootstrap token is not valid for any workload"),
             ));
         };
+        // A caller that presents a certificate (an edge renewing) must be
+        // the workload its token names.
+        if let Some(caller) = peer.as_ref().and_then(|p| p.id.as_ref()) {
+            if caller != &id {
+                tracing::warn!(peer = %addr, %caller, %id, "certify refused: the caller's certificate is not the token's identity");
+                return Err(self.refuse(
+                    "wrong_identity",
+                    Status::permission_denied(format!(
+                        "the caller's certificate is for {caller}, the token for {id}"
+                    )),
+                ));
+            }
+        }
         if req.csr_der.len() > MAX_CSR_BYTES {
             return Err(self.refuse(
                 "bad_csr",

@@ -306,6 +306,31 @@ async fn certify_signs_a_short_lived_certificate_for_the_workload() {
 }
 
 #[tokio::test]
+async fn a_caller_with_a_certificate_must_be_the_tokens_workload() {
+    let p = Plane::start().await;
+    let web = id("web").to_string();
+    // Web's own SVID with web's token: a renewal, accepted.
+    let mut as_web = IdentityClient::new(p.as_workload("web", WEB_TOKEN).await);
+    as_web
+        .certify(CertifyRequest {
+            csr_der: csr(vec![uri(&web)]),
+            token: WEB_TOKEN.into(),
+        })
+        .await
+        .unwrap();
+    // Web's SVID with api's token (and a CSR for api): refused.
+    let e = as_web
+        .certify(CertifyRequest {
+            csr_der: csr(vec![uri(&id("api").to_string())]),
+            token: API_TOKEN.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("caller's certificate is for"), "{e:?}");
+}
+
+#[tokio::test]
 async fn watch_needs_an_svid() {
     let p = Plane::start().await;
     let mut c = DiscoveryClient::new(p.anonymous());

@@ -55,7 +55,14 @@ impl CertifyError {
 pub struct Certifier {
     id: SpiffeId,
     token: String,
-    channel: Channel,
+    /// No client certificate: the first certification, and the fallback
+    /// when the current certificate no longer works (expired).
+    bootstrap: Channel,
+    /// With the workload's current SVID, for renewals.
+    authenticated: std::sync::OnceLock<Channel>,
+    addr: SocketAddr,
+    control_id: SpiffeId,
+    metrics: TransportMetrics,
 }
 
 impl std::fmt::Debug for Certifier {
@@ -69,8 +76,10 @@ impl std::fmt::Debug for Certifier {
 
 impl Certifier {
     /// Certify calls go to `addr`, which must prove `control_id` under the
-    /// bootstrap `bundles`; they carry no client certificate (the token
-    /// authenticates), so an expired certificate can still be replaced.
+    /// bootstrap `bundles`. The first carries no client certificate (the
+    /// token authenticates); renewals present the current SVID too, and fall
+    /// back to the token alone if that fails (an expired certificate can
+    /// still be replaced).
     pub fn new(
         addr: SocketAddr,
         control_id: SpiffeId,
@@ -79,11 +88,15 @@ impl Certifier {
         token: String,
         metrics: TransportMetrics,
     ) -> Self {
-        let tls = bootstrap_client(bundles, &control_id, ALPN_H2, metrics);
+        let tls = bootstrap_client(bundles, &control_id, ALPN_H2, metrics.clone());
         Self {
             id,
             token: token.trim().to_string(),
-            channel: channel(addr, move || tls.clone()),
+            bootstrap: channel(addr, move || tls.clone()),
+            authenticated: std::sync::OnceLock::new(),
+            addr,
+            control_id,
+            metrics,
         }
     }
 
@@ -91,8 +104,31 @@ impl Certifier {
         &self.id
     }
 
-    /// One Certify call: a new key, a CSR, the certificate.
+    /// One Certify call without a client certificate.
     pub async fn certify(&self) -> Result<Material, CertifyError> {
+        self.certify_over(self.bootstrap.clone()).await
+    }
+
+    /// A renewal: over a connection presenting the current SVID from
+    /// `store`, then, if that fails, with the token alone.
+    async fn renew(&self, store: &Arc<IdentityStore>) -> Result<Material, CertifyError> {
+        let authenticated = self.authenticated.get_or_init(|| {
+            let tls = ferry_transport::tls::TlsConfigs::new(store.clone(), self.metrics.clone());
+            let control_id = self.control_id.clone();
+            channel(self.addr, move || tls.client(&control_id, ALPN_H2))
+        });
+        match self.certify_over(authenticated.clone()).await {
+            Ok(m) => Ok(m),
+            Err(e) if e.is_permanent() => Err(e),
+            Err(e) => {
+                tracing::info!(id = %self.id, error = %e, "renewal with the current certificate failed; trying with the token alone");
+                self.certify().await
+            }
+        }
+    }
+
+    /// One Certify call over `channel`: a new key, a CSR, the certificate.
+    async fn certify_over(&self, channel: Channel) -> Result<Material, CertifyError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| CertifyError::Csr(e.to_string()))?;
         let mut params = CertificateParams::default();
@@ -107,7 +143,7 @@ impl Certifier {
             csr_der: csr.der().to_vec(),
             token: self.token.clone(),
         };
-        let mut client = IdentityClient::new(self.channel.clone());
+        let mut client = IdentityClient::new(channel);
         let answer = tokio::time::timeout(CALL_TIMEOUT, client.certify(request))
             .await
             .map_err(|_| CertifyError::Timeout(CALL_TIMEOUT))?
@@ -190,7 +226,7 @@ impl Certifier {
                 }
                 let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
                 loop {
-                    match self.certify().await {
+                    match self.renew(&store).await {
                         Ok(m) => {
                             tracing::info!(id = %self.id, "certificate renewed");
                             store.set(m);

@@ -60,6 +60,7 @@ fn full(state: &MeshState, filter: &Filter, id: &SpiffeId) -> WatchUpdate {
             .collect(),
         removed: Vec::new(),
         policy: Some(policy_of(state, id)),
+        linked_trust_domains: Vec::new(),
     }
 }
 
@@ -96,6 +97,7 @@ fn update(old: &MeshState, new: &MeshState, filter: &Filter, id: &SpiffeId) -> O
         services,
         removed,
         policy,
+        linked_trust_domains: Vec::new(),
     })
 }
 

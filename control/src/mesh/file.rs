@@ -125,6 +125,9 @@ pub struct ServiceDecl {
     #[serde(default)]
     pub workloads: Vec<String>,
     pub ports: Vec<ServicePortDecl>,
+    /// Linked clusters may reach it through this cluster's gateway.
+    #[serde(default)]
+    pub export: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

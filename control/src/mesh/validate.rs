@@ -292,6 +292,7 @@ pub fn validate(file: MeshFile, path: &Path, text: &str) -> Result<Mesh, ConfigE
                     spiffe_id: w.id.to_string(),
                     cluster: String::new(),
                     via_gateway: None,
+                    failover: false,
                 });
             }
             let authority = format!("{key}:{}", p.port);
@@ -306,6 +307,7 @@ pub fn validate(file: MeshFile, path: &Path, text: &str) -> Result<Mesh, ConfigE
                         .map(|ip| std::net::SocketAddr::new(*ip, p.port).to_string())
                         .collect(),
                     endpoints,
+                    exported: s.export,
                 },
             );
             by_port.insert(p.port, targets);

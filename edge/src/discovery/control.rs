@@ -166,7 +166,9 @@ mod tests {
                 spiffe_id: "spiffe://td/ns/default/sa/api".into(),
                 cluster: String::new(),
                 via_gateway: None,
+                failover: false,
             }],
+            exported: false,
         }
     }
 
@@ -185,6 +187,7 @@ mod tests {
                     ..Default::default()
                 }],
             }),
+            linked_trust_domains: vec![],
         });
         assert_eq!(a.snapshot.services.len(), 2);
         assert_eq!(a.policy.unwrap()[0].allow_ids.len(), 1);
@@ -194,6 +197,7 @@ mod tests {
             services: vec![],
             removed: vec!["a.default:80".into()],
             policy: None,
+            linked_trust_domains: vec![],
         });
         assert!(b.policy.is_none());
         assert!(b.snapshot.service("a.default:80").is_none());
@@ -204,6 +208,7 @@ mod tests {
             services: vec![svc("c.default:82", 82)],
             removed: vec![],
             policy: Some(Default::default()),
+            linked_trust_domains: vec![],
         });
         assert_eq!(c.snapshot.services.len(), 1, "a reset forgets the rest");
         assert!(c.policy.unwrap().is_empty());

@@ -47,21 +47,40 @@ fn policy_of(state: &MeshState, id: &SpiffeId) -> InboundPolicy {
     state.mesh.policies.get(id).cloned().unwrap_or_default()
 }
 
-fn full(state: &MeshState, filter: &Filter, id: &SpiffeId) -> WatchUpdate {
-    WatchUpdate {
-        version: state.version,
-        reset: true,
-        services: state
-            .mesh
-            .services
-            .iter()
-            .filter(|(k, _)| filter.wants(k))
-            .map(|(_, s)| s.clone())
-            .collect(),
-        removed: Vec::new(),
-        policy: Some(policy_of(state, id)),
-        linked_trust_domains: Vec::new(),
+/// Services per message of a full state: a message (and the buffer the
+/// stream keeps for it) stays small however large the mesh is.
+pub const SERVICES_PER_PART: usize = 256;
+
+/// The whole state as one update, in parts of [`SERVICES_PER_PART`].
+fn full(state: &MeshState, filter: &Filter, id: &SpiffeId) -> Vec<WatchUpdate> {
+    let services: Vec<_> = state
+        .mesh
+        .services
+        .iter()
+        .filter(|(k, _)| filter.wants(k))
+        .map(|(_, s)| s.clone())
+        .collect();
+    let mut parts: Vec<WatchUpdate> = services
+        .chunks(SERVICES_PER_PART)
+        .map(|chunk| WatchUpdate {
+            version: state.version,
+            reset: true,
+            services: chunk.to_vec(),
+            partial: true,
+            ..Default::default()
+        })
+        .collect();
+    if parts.is_empty() {
+        parts.push(WatchUpdate {
+            version: state.version,
+            reset: true,
+            ..Default::default()
+        });
     }
+    let last = parts.last_mut().expect("at least one part");
+    last.partial = false;
+    last.policy = Some(policy_of(state, id));
+    parts
 }
 
 /// The update from what the watcher has (`old`) to `new`, or `None` if
@@ -97,7 +116,7 @@ fn update(old: &MeshState, new: &MeshState, filter: &Filter, id: &SpiffeId) -> O
         services,
         removed,
         policy,
-        linked_trust_domains: Vec::new(),
+        ..Default::default()
     })
 }
 
@@ -143,8 +162,10 @@ impl Discovery for DiscoveryService {
         tokio::spawn(async move {
             let _gauge = gauge;
             let mut sent: Arc<MeshState> = rx.borrow_and_update().clone();
-            if tx.send(Ok(full(&sent, &filter, &id))).await.is_err() {
-                return;
+            for part in full(&sent, &filter, &id) {
+                if tx.send(Ok(part)).await.is_err() {
+                    return;
+                }
             }
             metrics.updates_sent.inc();
             loop {

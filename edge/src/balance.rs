@@ -138,13 +138,27 @@ impl Balancer {
             return None;
         }
         let now = Instant::now();
-        let mut candidates: Vec<(&Endpoint, Arc<EndpointStats>)> = endpoints
-            .iter()
-            .map(|e| (e, self.stats(e)))
-            .filter(|(_, s)| s.available(now))
-            .collect();
+        // Available primaries; else available failover endpoints (a remote
+        // cluster backing this service); else every primary, set aside or
+        // not (better a likely failure than none at all); else everything.
+        let with_stats =
+            |failover: bool, only_available: bool| -> Vec<(&Endpoint, Arc<EndpointStats>)> {
+                endpoints
+                    .iter()
+                    .filter(|e| e.failover == failover)
+                    .map(|e| (e, self.stats(e)))
+                    .filter(|(_, s)| !only_available || s.available(now))
+                    .collect()
+            };
+        let mut candidates = with_stats(false, true);
         if candidates.is_empty() {
-            candidates = endpoints.iter().map(|e| (e, self.stats(e))).collect();
+            candidates = with_stats(true, true);
+        }
+        if candidates.is_empty() {
+            candidates = with_stats(false, false);
+        }
+        if candidates.is_empty() {
+            candidates = with_stats(true, false);
         }
         let (e, s) = if candidates.len() == 1 {
             candidates.swap_remove(0)
@@ -184,11 +198,36 @@ mod tests {
     use super::*;
 
     fn ep(port: u16) -> Endpoint {
-        Endpoint {
-            address: format!("127.0.0.1:{port}").parse().unwrap(),
-            tunnel: format!("127.0.0.1:{}", port + 1000).parse().unwrap(),
-            id: ferry_transport::identity::SpiffeId::parse("spiffe://t/ns/a/sa/b").unwrap(),
+        Endpoint::local(
+            format!("127.0.0.1:{port}").parse().unwrap(),
+            format!("127.0.0.1:{}", port + 1000).parse().unwrap(),
+            ferry_transport::identity::SpiffeId::parse("spiffe://t/ns/a/sa/b").unwrap(),
+        )
+    }
+
+    #[test]
+    fn failover_endpoints_only_when_no_primary_is_available() {
+        let b = Balancer::default();
+        let mut remote = ep(9);
+        remote.failover = true;
+        let eps = vec![ep(1), remote.clone()];
+        for _ in 0..50 {
+            let (e, lease) = b.pick(&eps).unwrap();
+            assert_eq!(e, eps[0], "the primary while it is available");
+            lease.done(true);
         }
+        // The primary fails until it is set aside: traffic fails over.
+        for _ in 0..10 {
+            let (e, lease) = b.pick(&eps).unwrap();
+            lease.done(e != eps[0]);
+        }
+        let (e, _) = b.pick(&eps).unwrap();
+        assert_eq!(
+            e, remote,
+            "the failover endpoint once the primary is set aside"
+        );
+        // No primary at all: the failover serves.
+        assert_eq!(b.pick(&[remote.clone()]).unwrap().0, remote);
     }
 
     #[test]

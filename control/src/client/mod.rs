@@ -5,10 +5,12 @@
 pub mod certifier;
 pub mod channel;
 pub mod watcher;
+pub mod workload;
 
 pub use certifier::{Certifier, CertifyError};
 pub use channel::channel;
 pub use watcher::watch;
+pub use workload::{ControlConfig, WorkloadIdentityError};
 
 /// Exponential backoff with jitter, for reconnects and retries.
 #[derive(Debug, Clone)]

@@ -16,6 +16,10 @@ use crate::api::{WatchRequest, WatchUpdate};
 /// considered dead; HTTP/2 pings run every 10 s.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest update accepted (tonic's default, 4 MiB, is about 50,000
+/// endpoints in one full state).
+pub const MAX_UPDATE_BYTES: usize = 256 << 20;
+
 /// Watches `authorities` (empty: every service) over `channel` until `stop`,
 /// calling `apply` with every update in order.
 pub async fn watch(
@@ -26,7 +30,9 @@ pub async fn watch(
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
-        let mut client = DiscoveryClient::new(channel.clone());
+        let mut client = DiscoveryClient::new(channel.clone())
+            // A full state of a large mesh is one message of several MiB.
+            .max_decoding_message_size(MAX_UPDATE_BYTES);
         let request = WatchRequest {
             authorities: authorities.clone(),
         };

@@ -38,8 +38,7 @@ impl EdgeConfig {
             identity.bundles.iter_mut().for_each(fix);
         }
         if let Some(control) = &mut self.control {
-            fix(&mut control.token_file);
-            fix(&mut control.bundle);
+            control.resolve_paths(base);
         }
         if let Some(m) = &mut self.discovery.mesh_file {
             fix(m);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{PortPolicy, SpiffeIdValue};
+use super::PortPolicy;
 
 fn d<T: Default>() -> T {
     T::default()
@@ -228,23 +228,7 @@ impl Default for InboundConfig {
     }
 }
 
-/// Where the control plane is and how to prove who we are to it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ControlConfig {
-    /// The control plane's gRPC address.
-    pub address: SocketAddr,
-    /// The SPIFFE ID the control plane must prove (default
-    /// `spiffe://<trust domain of workload_id>/ns/ferry-system/sa/control`).
-    #[serde(default)]
-    pub id: Option<SpiffeIdValue>,
-    /// This workload's SPIFFE ID (what the CSR asks for).
-    pub workload_id: SpiffeIdValue,
-    /// A file holding the workload's bootstrap token.
-    pub token_file: PathBuf,
-    /// The CA certificate(s) the control plane's certificate chains to.
-    pub bundle: PathBuf,
-}
+pub use ferry_control::client::ControlConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

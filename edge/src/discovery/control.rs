@@ -10,6 +10,7 @@ use std::sync::Arc;
 use ferry_control::api;
 use ferry_transport::identity::SpiffeId;
 use ferry_transport::tls::{TlsConfigs, ALPN_H2};
+use ferry_transport::tunnel::Via;
 use tokio_util::sync::CancellationToken;
 
 use super::snapshot::{Endpoint, Protocol, Service, Snapshot};
@@ -27,7 +28,7 @@ pub fn spawn_watch(
     tls: Arc<TlsConfigs>,
     stop: CancellationToken,
 ) -> tokio::sync::oneshot::Receiver<()> {
-    let control_id = crate::identity_source::control_id(control);
+    let control_id = control.control_id();
     let channel =
         ferry_control::client::channel(control.address, move || tls.client(&control_id, ALPN_H2));
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
@@ -35,7 +36,9 @@ pub fn spawn_watch(
     let mut view = ControlView::default();
     tokio::spawn(async move {
         let apply = move |update: api::WatchUpdate| {
-            let applied = view.apply(update);
+            let Some(applied) = view.apply(update) else {
+                return;
+            };
             tracing::info!(
                 version = view.version,
                 services = applied.snapshot.services.len(),
@@ -61,6 +64,8 @@ pub fn spawn_watch(
 pub struct ControlView {
     services: BTreeMap<String, api::Service>,
     pub version: u64,
+    /// Parts of an update still arriving (`partial`).
+    pending: Option<api::WatchUpdate>,
 }
 
 /// What an update changed for the edge.
@@ -71,7 +76,32 @@ pub struct Applied {
 }
 
 impl ControlView {
-    pub fn apply(&mut self, update: api::WatchUpdate) -> Applied {
+    /// Takes one message; returns what changed once an update is complete
+    /// (`None` while parts of it are still to come).
+    pub fn apply(&mut self, part: api::WatchUpdate) -> Option<Applied> {
+        let update = match self.pending.take() {
+            Some(mut pending) => {
+                pending.services.extend(part.services);
+                pending.removed.extend(part.removed);
+                if part.policy.is_some() {
+                    pending.policy = part.policy;
+                }
+                pending
+                    .linked_trust_domains
+                    .extend(part.linked_trust_domains);
+                pending.partial = part.partial;
+                pending
+            }
+            None => part,
+        };
+        if update.partial {
+            self.pending = Some(update);
+            return None;
+        }
+        Some(self.apply_whole(update))
+    }
+
+    fn apply_whole(&mut self, update: api::WatchUpdate) -> Applied {
         if update.reset {
             self.services.clear();
         }
@@ -109,10 +139,19 @@ fn service(s: &api::Service) -> Service {
         .iter()
         .filter_map(|e| {
             let parsed = (|| {
+                let via = match &e.via_gateway {
+                    Some(g) => Some(Via {
+                        addr: g.address.parse().ok()?,
+                        id: SpiffeId::parse(&g.spiffe_id).ok()?,
+                    }),
+                    None => None,
+                };
                 Some(Endpoint {
                     address: e.address.parse::<SocketAddr>().ok()?,
                     tunnel: e.tunnel.parse::<SocketAddr>().ok()?,
                     id: SpiffeId::parse(&e.spiffe_id).ok()?,
+                    via,
+                    failover: e.failover,
                 })
             })();
             if parsed.is_none() {
@@ -175,42 +214,81 @@ mod tests {
     #[test]
     fn reset_then_changes_then_removal() {
         let mut v = ControlView::default();
-        let a = v.apply(api::WatchUpdate {
-            version: 1,
-            reset: true,
-            services: vec![svc("a.default:80", 80), svc("b.default:81", 81)],
-            removed: vec![],
-            policy: Some(api::InboundPolicy {
-                ports: vec![api::PortPolicy {
-                    port: 8080,
-                    allow_ids: vec!["spiffe://td/ns/x/sa/y".into()],
-                    ..Default::default()
-                }],
-            }),
-            linked_trust_domains: vec![],
-        });
+        let a = v
+            .apply(api::WatchUpdate {
+                version: 1,
+                reset: true,
+                services: vec![svc("a.default:80", 80), svc("b.default:81", 81)],
+                removed: vec![],
+                policy: Some(api::InboundPolicy {
+                    ports: vec![api::PortPolicy {
+                        port: 8080,
+                        allow_ids: vec!["spiffe://td/ns/x/sa/y".into()],
+                        ..Default::default()
+                    }],
+                }),
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(a.snapshot.services.len(), 2);
         assert_eq!(a.policy.unwrap()[0].allow_ids.len(), 1);
-        let b = v.apply(api::WatchUpdate {
-            version: 2,
-            reset: false,
-            services: vec![],
-            removed: vec!["a.default:80".into()],
-            policy: None,
-            linked_trust_domains: vec![],
-        });
+        let b = v
+            .apply(api::WatchUpdate {
+                version: 2,
+                reset: false,
+                services: vec![],
+                removed: vec!["a.default:80".into()],
+                policy: None,
+                ..Default::default()
+            })
+            .unwrap();
         assert!(b.policy.is_none());
         assert!(b.snapshot.service("a.default:80").is_none());
         assert!(b.snapshot.service("b.default:81").is_some());
-        let c = v.apply(api::WatchUpdate {
-            version: 3,
-            reset: true,
-            services: vec![svc("c.default:82", 82)],
-            removed: vec![],
-            policy: Some(Default::default()),
-            linked_trust_domains: vec![],
-        });
+        let c = v
+            .apply(api::WatchUpdate {
+                version: 3,
+                reset: true,
+                services: vec![svc("c.default:82", 82)],
+                removed: vec![],
+                policy: Some(Default::default()),
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(c.snapshot.services.len(), 1, "a reset forgets the rest");
         assert!(c.policy.unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_update_in_parts_applies_once_complete() {
+        let mut v = ControlView::default();
+        v.apply(api::WatchUpdate {
+            version: 1,
+            reset: true,
+            services: vec![svc("old.default:1", 1)],
+            ..Default::default()
+        })
+        .unwrap();
+        let first = v.apply(api::WatchUpdate {
+            version: 2,
+            reset: true,
+            services: vec![svc("a.default:80", 80)],
+            partial: true,
+            ..Default::default()
+        });
+        assert!(first.is_none(), "nothing applied from a partial update");
+        let done = v
+            .apply(api::WatchUpdate {
+                version: 2,
+                reset: true,
+                services: vec![svc("b.default:81", 81)],
+                policy: Some(Default::default()),
+                ..Default::default()
+            })
+            .unwrap();
+        let names: Vec<&String> = done.snapshot.services.keys().collect();
+        assert_eq!(done.snapshot.services.len(), 2, "{names:?}");
+        assert!(done.snapshot.service("old.default:1").is_none());
+        assert!(done.policy.is_some());
     }
 }

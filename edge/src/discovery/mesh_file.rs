@@ -8,6 +8,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use ferry_transport::tunnel::Via;
+
 use super::snapshot::{Endpoint, Protocol, Service, Snapshot};
 use crate::config::{line_of_array_key, load_toml, ConfigError, SpiffeIdValue};
 
@@ -42,6 +44,14 @@ struct EndpointDecl {
     tunnel: SocketAddr,
     /// The workload's SPIFFE ID.
     id: SpiffeIdValue,
+    /// For a remote endpoint: the gateway's tunnel address and identity.
+    #[serde(default)]
+    gateway: Option<SocketAddr>,
+    #[serde(default)]
+    gateway_id: Option<SpiffeIdValue>,
+    /// Only used when no other endpoint is available.
+    #[serde(default)]
+    failover: bool,
 }
 
 fn valid_label(s: &str) -> bool {
@@ -79,6 +89,16 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
         if s.port == 0 {
             return Err(invalid("port", "port", "port must not be 0".into()));
         }
+        if s.endpoints
+            .iter()
+            .any(|e| e.gateway.is_some() != e.gateway_id.is_some())
+        {
+            return Err(invalid(
+                "endpoints",
+                "gateway",
+                "an endpoint's gateway and gateway_id go together".into(),
+            ));
+        }
         let service = Service {
             authority: format!("{}.{}:{}", s.name, s.namespace, s.port),
             protocol: s.protocol,
@@ -89,6 +109,11 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
                     address: e.address,
                     tunnel: e.tunnel,
                     id: e.id.0.clone(),
+                    via: e.gateway.zip(e.gateway_id.as_ref()).map(|(addr, id)| Via {
+                        addr,
+                        id: id.0.clone(),
+                    }),
+                    failover: e.failover,
                 })
                 .collect(),
             addresses: s.addresses.clone(),

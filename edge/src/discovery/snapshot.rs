@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ferry_transport::identity::SpiffeId;
+use ferry_transport::tunnel::{PeerKey, Via};
 use serde::{Deserialize, Serialize};
 
 /// The protocol hint of a service port.
@@ -30,10 +31,44 @@ pub struct Endpoint {
     pub tunnel: SocketAddr,
     #[serde(serialize_with = "ser_id")]
     pub id: SpiffeId,
+    /// For a remote endpoint: the gateway that relays to it.
+    #[serde(serialize_with = "ser_via", skip_serializing_if = "Option::is_none")]
+    pub via: Option<Via>,
+    /// Used only when no primary endpoint of the service is available.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub failover: bool,
+}
+
+impl Endpoint {
+    /// A local endpoint (no gateway, not a failover).
+    pub fn local(address: SocketAddr, tunnel: SocketAddr, id: SpiffeId) -> Self {
+        Self {
+            address,
+            tunnel,
+            id,
+            via: None,
+            failover: false,
+        }
+    }
+
+    /// Where the tunnel client takes a stream for this endpoint.
+    pub fn peer_key(&self) -> PeerKey {
+        match &self.via {
+            Some(via) => PeerKey::via(self.tunnel, self.id.clone(), via.clone()),
+            None => PeerKey::new(self.tunnel, self.id.clone()),
+        }
+    }
 }
 
 fn ser_id<S: serde::Serializer>(id: &SpiffeId, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&id.to_string())
+}
+
+fn ser_via<S: serde::Serializer>(via: &Option<Via>, s: S) -> Result<S::Ok, S::Error> {
+    match via {
+        Some(v) => s.serialize_str(&format!("{} ({})", v.addr, v.id)),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

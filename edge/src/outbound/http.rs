@@ -14,7 +14,7 @@ use bytes::Bytes;
 use ferry_transport::tunnel::headers::{
     FERRY_DESTINATION, FERRY_ERROR, FERRY_PROTOCOL, FERRY_SOURCE,
 };
-use ferry_transport::tunnel::{PeerKey, StreamError, TunnelError};
+use ferry_transport::tunnel::{StreamError, TunnelError};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -250,7 +250,7 @@ async fn forward_inner(
             .body(())
             .expect("valid parts");
         *tunnel_req.headers_mut() = h;
-        let peer = PeerKey::new(endpoint.tunnel, endpoint.id.clone());
+        let peer = endpoint.peer_key();
         let opened = match tokio::time::timeout(
             ctx.cfg.outbound.connect_timeout,
             ctx.client.open(&peer, tunnel_req),

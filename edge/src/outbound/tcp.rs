@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ferry_transport::tunnel::splice::reset_tcp_stream;
-use ferry_transport::tunnel::{splice, ConnectMeta, PeerKey, TunnelError};
+use ferry_transport::tunnel::{splice, ConnectMeta, TunnelError};
 use tokio::net::TcpStream;
 
 use super::route::Target;
@@ -33,7 +33,7 @@ pub async fn forward(tcp: TcpStream, prefix: Bytes, target: Target, ctx: Arc<Edg
         if candidates.len() > 1 {
             candidates.retain(|e| e != &endpoint);
         }
-        let peer = PeerKey::new(endpoint.tunnel, endpoint.id.clone());
+        let peer = endpoint.peer_key();
         let attempt = tokio::time::timeout(
             ctx.cfg.outbound.connect_timeout,
             ctx.client.connect_tcp(&peer, endpoint.address, &meta),

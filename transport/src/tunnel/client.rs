@@ -3,7 +3,9 @@
 //! start, the broken-QUIC memory, and opening streams. Callers get the same
 //! [`OpenedStream`] whichever transport carried it.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,25 +15,49 @@ use tokio_util::sync::CancellationToken;
 use super::broken::{BrokenQuic, QuicStatus};
 use super::config::TunnelConfig;
 use super::connection::{OpenedStream, PeerConnection};
-use super::dial::{dial_h2, dial_quic, QuicFailure};
+use super::dial::{dial_h2, dial_quic, establish_h2, QuicFailure};
 use super::error::TunnelError;
+use super::headers;
 use super::quic_endpoint;
+use super::stream_io::stream_io;
 use crate::identity::SpiffeId;
 use crate::metrics::transport::FallbackReason;
 use crate::tls::TlsConfigs;
 use crate::TransportKind;
 
 /// Where a stream goes: the peer proxy's tunnel address and the identity it
-/// must prove.
+/// must prove, and for a remote endpoint the gateway that relays to it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PeerKey {
+    pub addr: SocketAddr,
+    pub id: SpiffeId,
+    pub via: Option<Via>,
+}
+
+/// A gateway in front of a remote peer: its tunnel address and identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Via {
     pub addr: SocketAddr,
     pub id: SpiffeId,
 }
 
 impl PeerKey {
     pub fn new(addr: SocketAddr, id: SpiffeId) -> Self {
-        Self { addr, id }
+        Self {
+            addr,
+            id,
+            via: None,
+        }
+    }
+
+    /// A peer reached through a gateway: the connection to it is an inner
+    /// session (end-to-end TLS with `id`) inside a stream to the gateway.
+    pub fn via(addr: SocketAddr, id: SpiffeId, gateway: Via) -> Self {
+        Self {
+            addr,
+            id,
+            via: Some(gateway),
+        }
     }
 }
 
@@ -171,6 +197,9 @@ impl TunnelClient {
     /// Dials `peer`: QUIC first, TLS/TCP raced after the head start, or
     /// TLS/TCP directly while QUIC is remembered broken.
     async fn connect(&self, peer: &PeerKey) -> Result<PeerConnection, TunnelError> {
+        if let Some(via) = &peer.via {
+            return self.dial_inner(peer, via).await;
+        }
         let inner = &self.inner;
         let metrics = inner.tls.metrics();
         match inner.cfg.force_transport {
@@ -250,6 +279,41 @@ impl TunnelClient {
                 },
             },
         }
+    }
+
+    /// An inner session to `peer` through the gateway `via`: a `CONNECT`
+    /// stream to the gateway (pooled like any stream: one outer connection
+    /// carries many inner sessions), then TLS with `peer`'s identity and
+    /// HTTP/2 inside it. The gateway sees only ciphertext.
+    fn dial_inner<'a>(
+        &'a self,
+        peer: &'a PeerKey,
+        via: &'a Via,
+    ) -> Pin<Box<dyn Future<Output = Result<PeerConnection, TunnelError>> + Send + 'a>> {
+        Box::pin(async move {
+            let gateway = PeerKey::new(via.addr, via.id.clone());
+            let stream = async {
+                let req = http::Request::builder()
+                    .method(http::Method::CONNECT)
+                    .uri(peer.addr.to_string())
+                    .header(headers::FERRY_INNER, headers::INNER_H2)
+                    .body(())
+                    .map_err(|e| TunnelError::Open {
+                        addr: via.addr,
+                        detail: e.to_string(),
+                    })?;
+                let tunnel = self.open_connect(&gateway, req).await?;
+                Ok(stream_io(tunnel.send, tunnel.recv))
+            };
+            establish_h2(
+                stream,
+                &self.inner.tls,
+                &self.inner.cfg,
+                peer.addr,
+                &peer.id,
+            )
+            .await
+        })
     }
 
     async fn after_quic_alone(

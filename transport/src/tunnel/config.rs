@@ -67,6 +67,10 @@ pub struct TunnelConfig {
     pub tcp_idle_timeout: Duration,
     /// Timeout of the server side's TCP connect to the target.
     pub target_connect_timeout: Duration,
+    /// Terminate inner sessions (`CONNECT` with `ferry-inner: h2`: an
+    /// end-to-end TLS session relayed by a gateway) on this port, serving
+    /// their streams like any other. Edges do; gateways relay instead.
+    pub inner_sessions: bool,
 }
 
 impl Default for TunnelConfig {
@@ -92,6 +96,7 @@ impl Default for TunnelConfig {
             force_transport: None,
             tcp_idle_timeout: Duration::from_secs(3600),
             target_connect_timeout: Duration::from_secs(5),
+            inner_sessions: true,
         }
     }
 }

@@ -138,8 +138,7 @@ pub(crate) async fn dial_h2(
     addr: SocketAddr,
     id: &SpiffeId,
 ) -> Result<PeerConnection, TunnelError> {
-    let metrics = tls.metrics().clone();
-    let attempt = async {
+    let tcp = async {
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| TunnelError::Connect {
@@ -153,9 +152,30 @@ pub(crate) async fn dial_h2(
                 .with_time(cfg.keep_alive)
                 .with_interval(cfg.keep_alive),
         );
+        Ok(tcp)
+    };
+    establish_h2(tcp, tls, cfg, addr, id).await
+}
+
+/// An HTTP/2 connection over TLS over whatever `io` yields (a TCP
+/// connection, or a tunnel stream relayed by a gateway), all of it within
+/// the handshake timeout; counted in the handshake metrics.
+pub(crate) async fn establish_h2<IO>(
+    io: impl std::future::Future<Output = Result<IO, TunnelError>>,
+    tls: &TlsConfigs,
+    cfg: &TunnelConfig,
+    addr: SocketAddr,
+    id: &SpiffeId,
+) -> Result<PeerConnection, TunnelError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let metrics = tls.metrics().clone();
+    let attempt = async {
+        let io = io.await?;
         let connector = tokio_rustls::TlsConnector::from(tls.client(id, ALPN_H2));
         let tls_stream = connector
-            .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+            .connect(ServerName::IpAddress(addr.ip().into()), io)
             .await
             .map_err(|e| TunnelError::Handshake {
                 addr,

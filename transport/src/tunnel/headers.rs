@@ -11,3 +11,8 @@ pub const FERRY_PROTOCOL: &str = "ferry-protocol";
 pub const FERRY_ERROR: &str = "ferry-error";
 /// W3C trace context, propagated unchanged.
 pub const TRACEPARENT: &str = "traceparent";
+/// On a `CONNECT`: the stream carries an end-to-end TLS session (ALPN `h2`)
+/// with the edge at the `:authority`, relayed by a gateway (docs/wire.md).
+pub const FERRY_INNER: &str = "ferry-inner";
+/// The one value of [`FERRY_INNER`] defined today.
+pub const INNER_H2: &str = "h2";

@@ -19,6 +19,9 @@ pub struct PeerInfo {
     pub id: SpiffeId,
     pub addr: SocketAddr,
     pub transport: TransportKind,
+    /// For a stream of an inner session: the gateway that relayed it (`id`
+    /// is then the end-to-end caller, authenticated by the inner TLS).
+    pub via: Option<SpiffeId>,
 }
 
 pub(crate) enum ResponderInner {

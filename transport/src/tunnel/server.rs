@@ -19,9 +19,12 @@ use tracing::Instrument;
 
 use super::body::{RecvBody, RecvInner};
 use super::config::TunnelConfig;
+use super::headers;
 use super::incoming::{IncomingStream, PeerInfo, Responder, ResponderInner};
 use super::quic_endpoint;
+use super::stream_io::stream_io;
 use super::tracker::{Reservation, StreamTicket};
+use crate::identity::SpiffeId;
 use crate::metrics::transport::{HandshakeResult, Side, TransportMetrics};
 use crate::tls::{peer_id_from_chain, RejectReason, TlsConfigs, ALPN_H2, ALPN_H3};
 use crate::TransportKind;
@@ -203,6 +206,7 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
         id,
         addr: remote,
         transport: TransportKind::Quic,
+        via: None,
     };
     let span = tracing::info_span!("tunnel_conn", peer.id = %peer.id, peer.addr = %remote, transport = "quic");
     async move {
@@ -244,7 +248,7 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
                                         body: RecvBody::new(RecvInner::QuicServer(recv), ticket.clone()),
                                         responder: Responder::new(ResponderInner::Quic(Box::new(send)), ticket),
                                     };
-                                    (s.handler)(incoming).await;
+                                    dispatch(s, incoming).await;
                                 }
                                 Ok(Err(e)) => tracing::debug!(error = %e, "bad HTTP/3 request refused"),
                                 Err(_) => tracing::debug!("HTTP/3 request headers timed out"),
@@ -325,10 +329,60 @@ async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 async fn serve_tcp_conn(tcp: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
-    let metrics = shared.tls.metrics().clone();
     let _ = tcp.set_nodelay(true);
+    serve_tls_conn(tcp, remote, None, shared).await;
+}
+
+/// Hands a stream to the handler, or, for an inner session on a port that
+/// terminates them, serves the session.
+fn dispatch(
+    shared: Arc<Shared>,
+    stream: IncomingStream,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    // Boxed as `dyn Send`: an inner session serves streams through here.
+    Box::pin(async move {
+        let inner = stream
+            .request
+            .headers()
+            .get(headers::FERRY_INNER)
+            .is_some_and(|v| v == headers::INNER_H2);
+        if !(inner && shared.cfg.inner_sessions) {
+            return (shared.handler)(stream).await;
+        }
+        if stream.peer.via.is_some() {
+            let _ = stream
+                .responder
+                .send_simple(
+                    http::StatusCode::BAD_REQUEST,
+                    Some("malformed"),
+                    "an inner session inside an inner session\n",
+                )
+                .await;
+            return;
+        }
+        let ok = http::Response::builder()
+            .status(http::StatusCode::OK)
+            .body(())
+            .expect("static response");
+        let gateway = stream.peer.clone();
+        let Ok(send) = stream.responder.send_response(ok).await else {
+            return;
+        };
+        let io = stream_io(send, stream.body);
+        tracing::debug!(gateway = %gateway.id, "inner session relayed by a gateway");
+        serve_tls_conn(io, gateway.addr, Some(gateway.id), shared).await;
+    })
+}
+
+/// TLS then HTTP/2 on `io`: a TCP connection to the tunnel port, or (with
+/// `via`, the relaying gateway) an inner session inside a tunnel stream.
+async fn serve_tls_conn<IO>(io: IO, remote: SocketAddr, via: Option<SpiffeId>, shared: Arc<Shared>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let metrics = shared.tls.metrics().clone();
     let acceptor = tokio_rustls::TlsAcceptor::from(shared.tls.server(ALPN_H2));
-    let tls = match tokio::time::timeout(shared.cfg.handshake_timeout, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(shared.cfg.handshake_timeout, acceptor.accept(io)).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
             let no_certificate = e
@@ -357,12 +411,13 @@ async fn serve_tcp_conn(tcp: TcpStream, remote: SocketAddr, shared: Arc<Shared>)
     };
     metrics.handshake(TransportKind::H2, Side::Server, HandshakeResult::Ok);
     let _open = metrics.connection_opened(TransportKind::H2, Side::Server);
+    let span = tracing::info_span!("tunnel_conn", peer.id = %id, peer.addr = %remote, transport = "h2", via = ?via.as_ref().map(|v| v.to_string()));
     let peer = PeerInfo {
         id,
         addr: remote,
         transport: TransportKind::H2,
+        via,
     };
-    let span = tracing::info_span!("tunnel_conn", peer.id = %peer.id, peer.addr = %remote, transport = "h2");
     async move {
         let cfg = &shared.cfg;
         let mut conn = match h2::server::Builder::new()
@@ -398,7 +453,7 @@ async fn serve_tcp_conn(tcp: TcpStream, remote: SocketAddr, shared: Arc<Shared>)
                                 body: RecvBody::new(RecvInner::H2(body), ticket.clone()),
                                 responder: Responder::new(ResponderInner::H2(respond), ticket),
                             };
-                            (s.handler)(incoming).await;
+                            dispatch(s, incoming).await;
                         }.in_current_span());
                     }
                     Some(Err(e)) => {

@@ -60,6 +60,16 @@ impl TunnelClient {
             addr: peer.addr,
             detail: format!("bad CONNECT metadata: {e}"),
         })?;
+        self.open_connect(peer, req).await
+    }
+
+    /// Opens a `CONNECT` stream through `peer` and waits for its 200; any
+    /// other answer is [`TunnelError::Refused`] with its `ferry-error`.
+    pub(crate) async fn open_connect(
+        &self,
+        peer: &PeerKey,
+        req: http::Request<()>,
+    ) -> Result<TcpTunnel, TunnelError> {
         let opened = self.open(peer, req).await?;
         let (resp, mut recv) = opened.response.response().await?;
         if resp.status() != StatusCode::OK {

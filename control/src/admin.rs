@@ -23,6 +23,16 @@ pub struct AdminState {
 }
 
 pub async fn serve(listener: TcpListener, admin: Arc<AdminState>, stop: CancellationToken) {
+    serve_http(listener, move |req| route(req, &admin), stop).await
+}
+
+/// A small HTTP/1.1 admin server: `route` answers each request; every
+/// connection is bounded (10 s for the head, 60 s in all). Ends at `stop`.
+pub async fn serve_http<F>(listener: TcpListener, route: F, stop: CancellationToken)
+where
+    F: Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
+{
+    let route = Arc::new(route);
     loop {
         let tcp = tokio::select! {
             r = listener.accept() => match r {
@@ -34,11 +44,11 @@ pub async fn serve(listener: TcpListener, admin: Arc<AdminState>, stop: Cancella
             },
             _ = stop.cancelled() => return,
         };
-        let admin = admin.clone();
+        let route = route.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, Infallible>(route(&req, &admin)) }
+                let route = route.clone();
+                async move { Ok::<_, Infallible>(route(&req)) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -49,7 +59,24 @@ pub async fn serve(listener: TcpListener, admin: Arc<AdminState>, stop: Cancella
     }
 }
 
-fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
+/// `/metrics` in Prometheus text.
+pub fn metrics_response(registry: &Registry) -> Response<Full<Bytes>> {
+    let mut out = String::new();
+    match prometheus_client::encoding::text::encode(&mut out, registry) {
+        Ok(()) => respond(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            out,
+        ),
+        Err(e) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            e.to_string(),
+        ),
+    }
+}
+
+pub fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .header("content-type", ctype)
@@ -60,21 +87,7 @@ fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes
 fn route(req: &Request<Incoming>, admin: &AdminState) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/ready" | "/live" => respond(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/metrics" => {
-            let mut out = String::new();
-            match prometheus_client::encoding::text::encode(&mut out, &admin.registry) {
-                Ok(()) => respond(
-                    StatusCode::OK,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    out,
-                ),
-                Err(e) => respond(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain",
-                    e.to_string(),
-                ),
-            }
-        }
+        "/metrics" => metrics_response(&admin.registry),
         "/mesh" => {
             let s = admin.state.current();
             let body = format!(

@@ -4,11 +4,13 @@
 
 pub mod certifier;
 pub mod channel;
+pub mod view;
 pub mod watcher;
 pub mod workload;
 
 pub use certifier::{Certifier, CertifyError};
 pub use channel::channel;
+pub use view::{Changes, MeshView};
 pub use watcher::watch;
 pub use workload::{ControlConfig, WorkloadIdentityError};
 

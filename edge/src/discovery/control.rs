@@ -3,11 +3,11 @@
 //! everything; later updates change or remove single services. Between
 //! connections the last known state stays in use.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ferry_control::api;
+use ferry_control::client::MeshView;
 use ferry_transport::identity::SpiffeId;
 use ferry_transport::tls::{TlsConfigs, ALPN_H2};
 use ferry_transport::tunnel::Via;
@@ -40,7 +40,7 @@ pub fn spawn_watch(
                 return;
             };
             tracing::info!(
-                version = view.version,
+                version = view.version(),
                 services = applied.snapshot.services.len(),
                 "discovery state from the control plane"
             );
@@ -62,10 +62,7 @@ pub fn spawn_watch(
 /// What the control plane has told this edge so far.
 #[derive(Debug, Default)]
 pub struct ControlView {
-    services: BTreeMap<String, api::Service>,
-    pub version: u64,
-    /// Parts of an update still arriving (`partial`).
-    pending: Option<api::WatchUpdate>,
+    view: MeshView,
 }
 
 /// What an update changed for the edge.
@@ -76,54 +73,22 @@ pub struct Applied {
 }
 
 impl ControlView {
+    pub fn version(&self) -> u64 {
+        self.view.version
+    }
+
     /// Takes one message; returns what changed once an update is complete
     /// (`None` while parts of it are still to come).
     pub fn apply(&mut self, part: api::WatchUpdate) -> Option<Applied> {
-        let update = match self.pending.take() {
-            Some(mut pending) => {
-                pending.services.extend(part.services);
-                pending.removed.extend(part.removed);
-                if part.policy.is_some() {
-                    pending.policy = part.policy;
-                }
-                pending
-                    .linked_trust_domains
-                    .extend(part.linked_trust_domains);
-                pending.partial = part.partial;
-                pending
-            }
-            None => part,
-        };
-        if update.partial {
-            self.pending = Some(update);
-            return None;
-        }
-        Some(self.apply_whole(update))
-    }
-
-    fn apply_whole(&mut self, update: api::WatchUpdate) -> Applied {
-        if update.reset {
-            self.services.clear();
-        }
-        for a in &update.removed {
-            self.services.remove(a);
-        }
-        for s in update.services {
-            self.services.insert(s.authority.clone(), s);
-        }
-        self.version = update.version;
-        Applied {
-            snapshot: self.snapshot(),
-            policy: update.policy.map(policy),
-        }
-    }
-
-    fn snapshot(&self) -> Snapshot {
+        let changes = self.view.apply(part)?;
         let mut snapshot = Snapshot::default();
-        for s in self.services.values() {
+        for s in self.view.services.values() {
             snapshot.insert(service(s));
         }
-        snapshot
+        Some(Applied {
+            snapshot,
+            policy: changes.policy.then(|| policy(self.view.policy.clone())),
+        })
     }
 }
 

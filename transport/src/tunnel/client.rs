@@ -20,6 +20,7 @@ use super::error::TunnelError;
 use super::headers;
 use super::quic_endpoint;
 use super::stream_io::stream_io;
+use super::tcp_tunnel::TcpTunnel;
 use crate::identity::SpiffeId;
 use crate::metrics::transport::FallbackReason;
 use crate::tls::TlsConfigs;
@@ -293,16 +294,7 @@ impl TunnelClient {
         Box::pin(async move {
             let gateway = PeerKey::new(via.addr, via.id.clone());
             let stream = async {
-                let req = http::Request::builder()
-                    .method(http::Method::CONNECT)
-                    .uri(peer.addr.to_string())
-                    .header(headers::FERRY_INNER, headers::INNER_H2)
-                    .body(())
-                    .map_err(|e| TunnelError::Open {
-                        addr: via.addr,
-                        detail: e.to_string(),
-                    })?;
-                let tunnel = self.open_connect(&gateway, req).await?;
+                let tunnel = self.open_inner(&gateway, peer.addr).await?;
                 Ok(stream_io(tunnel.send, tunnel.recv))
             };
             establish_h2(
@@ -314,6 +306,27 @@ impl TunnelClient {
             )
             .await
         })
+    }
+
+    /// Opens a `CONNECT` with `ferry-inner: h2` to `target` through
+    /// `through` and waits for its 200: to a gateway (an edge reaching a
+    /// remote endpoint), or to the destination edge itself (a gateway
+    /// relaying). The stream then carries the end-to-end TLS session.
+    pub async fn open_inner(
+        &self,
+        through: &PeerKey,
+        target: SocketAddr,
+    ) -> Result<TcpTunnel, TunnelError> {
+        let req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(target.to_string())
+            .header(headers::FERRY_INNER, headers::INNER_H2)
+            .body(())
+            .map_err(|e| TunnelError::Open {
+                addr: through.addr,
+                detail: e.to_string(),
+            })?;
+        self.open_connect(through, req).await
     }
 
     async fn after_quic_alone(

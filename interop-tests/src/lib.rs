@@ -8,6 +8,7 @@
 //! rule they create is owned by a guard that removes it on drop.
 
 pub mod apps;
+pub mod bulk;
 pub mod connect_client;
 pub mod digest;
 pub mod edge;

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use ferry_netem::Netns;
+use ferry_netem::{Netns, TwoHosts};
 
 use crate::edge::{mesh_toml, Edge, EdgeSpec, Service};
 use crate::pki::{Identity, Pki};
@@ -16,19 +16,18 @@ pub struct PairSpec<'a> {
     pub client_ns: Option<&'a Netns>,
     pub server_tunnel: SocketAddr,
     pub client_tunnel: SocketAddr,
-    /// The client edge's outbound listener.
-    pub listener: SocketAddr,
-    /// The application's address (the server edge reaches it on
-    /// `127.0.0.1:<port>`).
-    pub app: SocketAddr,
-    /// The service's protocol hint: `auto`, `http`, `grpc` or `tcp`.
-    pub protocol: &'a str,
+    /// Where the client edge's outbound listeners bind (port 0 is fine).
+    pub listen: SocketAddr,
+    /// One service per application: its address (the server edge reaches
+    /// it on `127.0.0.1:<port>`) and its protocol hint (`auto`, `http`,
+    /// `grpc` or `tcp`). Each gets an outbound listener, in this order.
+    pub apps: Vec<(SocketAddr, &'a str)>,
     /// Extra `[tunnel]` keys for the client edge (e.g. `head_start`).
     pub client_tunnel_extra: String,
 }
 
 impl<'a> PairSpec<'a> {
-    /// Both edges on loopback, port 0 everywhere.
+    /// Both edges on loopback, port 0 everywhere, one application.
     pub fn loopback(app: SocketAddr, protocol: &'a str) -> PairSpec<'a> {
         let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         PairSpec {
@@ -36,9 +35,22 @@ impl<'a> PairSpec<'a> {
             client_ns: None,
             server_tunnel: any,
             client_tunnel: any,
-            listener: any,
-            app,
-            protocol,
+            listen: any,
+            apps: vec![(app, protocol)],
+            client_tunnel_extra: String::new(),
+        }
+    }
+
+    /// The client edge on host `a`, the server edge on host `b` (tunnel
+    /// ports 4143 on the veth addresses), listeners on `a`'s loopback.
+    pub fn hosts(hosts: &'a TwoHosts, apps: Vec<(SocketAddr, &'a str)>) -> PairSpec<'a> {
+        PairSpec {
+            server_ns: Some(&hosts.b),
+            client_ns: Some(&hosts.a),
+            server_tunnel: SocketAddr::new(hosts.ip_b.into(), 4143),
+            client_tunnel: SocketAddr::new(hosts.ip_a.into(), 4143),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            apps,
             client_tunnel_extra: String::new(),
         }
     }
@@ -48,10 +60,11 @@ impl<'a> PairSpec<'a> {
 pub struct EdgePair<'a> {
     pub client: Edge<'a>,
     pub server: Edge<'a>,
-    /// Where the application connects: the client edge's listener.
+    /// Where the application connects: the client edge's listener for the
+    /// first service.
     pub listener: SocketAddr,
-    /// The service authority, `app.default:<port>`.
-    pub service: String,
+    /// The listener of each service, in the order of the spec.
+    pub listeners: Vec<SocketAddr>,
     pub client_identity: Identity,
     pub server_identity: Identity,
     pub dir: tempfile::TempDir,
@@ -73,29 +86,34 @@ impl<'a> EdgePair<'a> {
         s.tunnel = spec.server_tunnel;
         let server = Edge::start(&s, d, spec.server_ns);
 
-        let service = format!("app.default:{}", spec.app.port());
-        std::fs::write(
-            &mesh,
-            mesh_toml(&[Service {
-                name: "app",
-                port: spec.app.port(),
-                protocol: spec.protocol,
-                endpoints: vec![(spec.app, server.tunnel, server_identity.id.clone())],
-            }]),
-        )
-        .expect("mesh file");
+        let names: Vec<String> = (0..spec.apps.len()).map(|i| format!("app{i}")).collect();
+        let services: Vec<Service> = spec
+            .apps
+            .iter()
+            .zip(&names)
+            .map(|(&(app, protocol), name)| Service {
+                name,
+                port: app.port(),
+                protocol,
+                endpoints: vec![(app, server.tunnel, server_identity.id.clone())],
+            })
+            .collect();
+        std::fs::write(&mesh, mesh_toml(&services)).expect("mesh file");
 
         let mut c = EdgeSpec::new("client", &client_identity, &mesh);
         c.tunnel = spec.client_tunnel;
         c.tunnel_extra = spec.client_tunnel_extra.clone();
-        c.listeners = vec![(spec.listener, service.clone())];
+        c.listeners = services
+            .iter()
+            .map(|s| (spec.listen, format!("{}.default:{}", s.name, s.port)))
+            .collect();
         let client = Edge::start(&c, d, spec.client_ns);
-        let listener = client.outbound[0];
+        let listeners = client.outbound.clone();
         EdgePair {
             client,
             server,
-            listener,
-            service,
+            listener: listeners[0],
+            listeners,
             client_identity,
             server_identity,
             dir,

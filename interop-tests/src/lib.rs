@@ -10,6 +10,7 @@
 pub mod apps;
 pub mod bulk;
 pub mod connect_client;
+pub mod curl;
 pub mod digest;
 pub mod edge;
 pub mod metrics;

@@ -134,6 +134,19 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // FERRY_INTEROP_KEEP_LOGS=<dir>: keep every log (debugging).
+        if let Some(dir) = std::env::var_os("FERRY_INTEROP_KEEP_LOGS") {
+            let name: String = self
+                .name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::copy(
+                &self.log,
+                std::path::Path::new(&dir).join(format!("{name}-{}.log", self.child.id())),
+            );
+        }
         if std::thread::panicking() {
             let bytes = std::fs::read(&self.log).unwrap_or_default();
             let tail = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(20_000)..]);

@@ -160,6 +160,7 @@ impl TunnelClient {
             return Ok(x);
         }
         let conn = self.connect(peer).await?;
+        self.watch_quic(peer, &conn);
         let slot = conn
             .state
             .try_reserve(limit)
@@ -299,8 +300,37 @@ impl TunnelClient {
         });
     }
 
+    /// Watches a pooled QUIC connection's path: once it stops answering,
+    /// the connection gets no new streams (those on it carry on) and QUIC
+    /// to the peer is remembered broken, so the next stream dials TLS/TCP
+    /// at once.
+    fn watch_quic(&self, peer: &PeerKey, conn: &PeerConnection) {
+        let Some(quic) = conn.quic.clone() else {
+            return;
+        };
+        let me = std::sync::Arc::downgrade(&self.inner);
+        let (peer, conn) = (peer.clone(), conn.clone());
+        super::liveness::watch(quic, self.inner.cfg.quic_unanswered, move || {
+            let Some(inner) = me.upgrade() else { return };
+            if conn.is_closed() {
+                return;
+            }
+            conn.state.mark_closed();
+            inner.tls.metrics().fallback(FallbackReason::Unanswered);
+            let client = TunnelClient { inner };
+            client.note_broken(
+                &peer,
+                &TunnelError::ConnectTimeout {
+                    addr: peer.addr,
+                    after: client.inner.cfg.quic_unanswered,
+                },
+            );
+        });
+    }
+
     /// Adds a working QUIC connection to the pool; new streams prefer it.
     fn adopt_quic(&self, peer: &PeerKey, conn: PeerConnection) {
+        self.watch_quic(peer, &conn);
         self.inner.broken.mark_working(peer.addr);
         self.inner
             .tls

@@ -28,7 +28,7 @@ async fn read_then_reset_app() -> std::net::SocketAddr {
             tokio::spawn(async move {
                 let mut buf = vec![0u8; N];
                 if s.read_exact(&mut buf).await.is_ok() {
-                    let _ = s.set_linger(Some(Duration::ZERO));
+                    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
                     drop(s);
                 }
             });

@@ -203,6 +203,26 @@ impl<'a> Edge<'a> {
         metric(&self.metrics(), name, labels)
     }
 
+    /// Polls a metric (every 50 ms, at most `timeout`) until it reaches
+    /// `want`; its last value. Requests and connections are counted when
+    /// they end, which can be just after the client saw the last byte.
+    pub fn metric_reaches(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        want: f64,
+        timeout: Duration,
+    ) -> f64 {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let v = self.metric(name, labels);
+            if v >= want || std::time::Instant::now() >= deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The access-log entries (`target = "access"`) so far.
     pub fn access_log(&self) -> Vec<serde_json::Value> {
         self.daemon

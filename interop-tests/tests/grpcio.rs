@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use interop_tests::pair::{EdgePair, PairSpec};
 use interop_tests::prereq::{python, script};
@@ -58,17 +58,12 @@ fn grpcio_through_two_edges() {
 
         // Five calls, each one request through both edges over QUIC (a
         // request is counted when its stream has ended on both sides).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let calls = loop {
-            let n = pair.server.metric(
-                "ferry_requests_total",
-                &[("direction", "inbound"), ("transport", "quic")],
-            );
-            if n >= 5.0 || Instant::now() >= deadline {
-                break n;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let calls = pair.server.metric_reaches(
+            "ferry_requests_total",
+            &[("direction", "inbound"), ("transport", "quic")],
+            5.0,
+            Duration::from_secs(5),
+        );
         assert_eq!(calls, 5.0, "{protocol}");
         assert!(server.running(), "the grpcio server is still up");
     }

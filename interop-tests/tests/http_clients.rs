@@ -100,18 +100,21 @@ fn curl_http1_through_two_edges() {
     assert_eq!(body.len(), n);
     assert!(body == expected, "the 5 MB download arrived intact");
 
-    let ok = [("direction", "outbound"), ("transport", "quic")];
-    let m = pair.client.metrics();
-    let count = |class| {
-        interop_tests::metrics::metric(
-            &m,
+    let count = |class, want| {
+        pair.client.metric_reaches(
             "ferry_requests_total",
-            &[ok[0], ok[1], ("status_class", class)],
+            &[
+                ("direction", "outbound"),
+                ("transport", "quic"),
+                ("status_class", class),
+            ],
+            want,
+            Duration::from_secs(5),
         )
     };
-    assert_eq!(count("2xx"), 3.0, "{m}");
-    assert_eq!(count("4xx"), 1.0);
-    assert_eq!(count("5xx"), 1.0);
+    assert_eq!(count("2xx", 3.0), 3.0);
+    assert_eq!(count("4xx", 1.0), 1.0);
+    assert_eq!(count("5xx", 1.0), 1.0);
 }
 
 #[test]
@@ -191,9 +194,11 @@ fn h2load_h2c_through_two_edges() {
         (0, 100, 0, 0, 100),
         "every 404 arrives as a 404"
     );
-    let inbound_ok = pair.server.metric(
+    let inbound_ok = pair.server.metric_reaches(
         "ferry_requests_total",
         &[("direction", "inbound"), ("status_class", "2xx")],
+        400.0,
+        Duration::from_secs(5),
     );
     assert_eq!(inbound_ok, 400.0, "every request crossed both edges");
 }

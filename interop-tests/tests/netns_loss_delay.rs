@@ -89,7 +89,12 @@ fn loss_and_delay_everything_arrives_intact() {
     assert!(dropped > 20, "the loss rules dropped {dropped} packets");
     let quic = [("direction", "outbound"), ("transport", "quic")];
     assert_eq!(
-        pair.client.metric("ferry_requests_total", &quic),
+        pair.client.metric_reaches(
+            "ferry_requests_total",
+            &quic,
+            REQUESTS as f64,
+            Duration::from_secs(5)
+        ),
         REQUESTS as f64,
         "every request over QUIC"
     );

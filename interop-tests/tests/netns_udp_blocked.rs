@@ -52,6 +52,13 @@ fn udp_blocked_traffic_flows_over_the_tls_fallback() {
     let at_app = echo.wait_finished(1, Duration::from_secs(5));
     assert_eq!(at_app[0].sha256, t.sent_sha256);
 
+    // Counted when they end: wait for the last request and the transfer.
+    let out_h2 = [("direction", "outbound"), ("transport", "h2")];
+    let secs5 = Duration::from_secs(5);
+    pair.client
+        .metric_reaches("ferry_requests_total", &out_h2, N as f64, secs5);
+    pair.client
+        .metric_reaches("ferry_tcp_connections_total", &out_h2, 1.0, secs5);
     let m = pair.client.metrics();
     let get =
         |name: &str, labels: &[(&str, &str)]| interop_tests::metrics::metric(&m, name, labels);
@@ -77,13 +84,11 @@ fn udp_blocked_traffic_flows_over_the_tls_fallback() {
     let tcp = get("ferry_tcp_connections_total", &out("h2"));
     assert_eq!(tcp, 1.0, "{m}");
     assert!(blocked.dropped().unwrap() > 0, "QUIC packets were dropped");
-    let s = pair.server.metrics();
-    assert_eq!(
-        interop_tests::metrics::metric(
-            &s,
-            "ferry_requests_total",
-            &[("direction", "inbound"), ("transport", "h2")]
-        ),
-        N as f64
+    let inbound = pair.server.metric_reaches(
+        "ferry_requests_total",
+        &[("direction", "inbound"), ("transport", "h2")],
+        N as f64,
+        secs5,
     );
+    assert_eq!(inbound, N as f64);
 }

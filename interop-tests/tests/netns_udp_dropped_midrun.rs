@@ -46,7 +46,15 @@ fn udp_dropped_mid_run_recovers_within_two_seconds() {
         assert!(r.body == expected(seed), "response {seed} intact");
     }
     let quic_ok = [("direction", "outbound"), ("transport", "quic")];
-    assert_eq!(pair.client.metric("ferry_requests_total", &quic_ok), 3.0);
+    assert_eq!(
+        pair.client.metric_reaches(
+            "ferry_requests_total",
+            &quic_ok,
+            3.0,
+            Duration::from_secs(5)
+        ),
+        3.0
+    );
 
     let blocked = hosts.block_udp().unwrap();
     let t0 = Instant::now();

@@ -57,7 +57,11 @@ fn tunnel_port_client(which: Client, transport: &str) {
     assert_eq!(got[0].bytes, 5 + SIZE as u64);
     assert_eq!(got[0].sha256, r["sent_sha256"].as_str().unwrap());
     let inbound = [("direction", "inbound"), ("transport", transport)];
-    assert_eq!(edge.metric("ferry_tcp_connections_total", &inbound), 1.0);
+    let secs5 = Duration::from_secs(5);
+    assert_eq!(
+        edge.metric_reaches("ferry_tcp_connections_total", &inbound, 1.0, secs5),
+        1.0
+    );
     assert_eq!(
         edge.metric(
             "ferry_tcp_bytes_total",
@@ -89,9 +93,11 @@ fn tunnel_port_client(which: Client, transport: &str) {
             }
         }
         assert_eq!(
-            edge.metric(
+            edge.metric_reaches(
                 "ferry_tls_rejections_total",
-                &[("side", "server"), ("reason", reason)]
+                &[("side", "server"), ("reason", reason)],
+                1.0,
+                secs5
             ),
             1.0,
             "{reason}"

@@ -1,8 +1,9 @@
 //! UDP dropped in the middle of a run (a firewall change between two
 //! hosts in network namespaces): the edges carry requests over QUIC, then
 //! every UDP packet between the hosts is dropped. New requests must recover
-//! (over the TLS/TCP fallback) within two seconds, and every response that
-//! arrives is intact.
+//! (over the TLS/TCP fallback) within two seconds, every response that
+//! arrives is intact, and the client edge counts the unanswered QUIC path
+//! (`quic_unanswered`) and remembers the peer as QUIC-broken.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -97,6 +98,18 @@ fn udp_dropped_mid_run_recovers_within_two_seconds() {
         "every request started 2 s after the block succeeds: {log:#?}"
     );
     assert!(blocked.dropped().unwrap() > 0, "UDP was really dropped");
+    let m = pair.client.metrics();
+    let get =
+        |name: &str, labels: &[(&str, &str)]| interop_tests::metrics::metric(&m, name, labels);
+    assert_eq!(
+        get(
+            "ferry_transport_fallbacks_total",
+            &[("reason", "quic_unanswered")]
+        ),
+        1.0,
+        "the dead QUIC path was noticed: {m}"
+    );
+    assert_eq!(get("ferry_transport_quic_broken_peers", &[]), 1.0, "{m}");
     let h2_ok = [
         ("direction", "outbound"),
         ("transport", "h2"),

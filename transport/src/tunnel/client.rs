@@ -301,9 +301,10 @@ impl TunnelClient {
     }
 
     /// Watches a pooled QUIC connection's path: once it stops answering,
-    /// the connection gets no new streams (those on it carry on) and QUIC
-    /// to the peer is remembered broken, so the next stream dials TLS/TCP
-    /// at once.
+    /// the connection gets no new streams (those on it carry on), so the
+    /// next stream dials again: QUIC with its head start, then TLS/TCP
+    /// raced (and QUIC remembered broken if TCP wins). A peer that was only
+    /// paused gets a new QUIC connection.
     fn watch_quic(&self, peer: &PeerKey, conn: &PeerConnection) {
         let Some(quic) = conn.quic.clone() else {
             return;
@@ -317,14 +318,7 @@ impl TunnelClient {
             }
             conn.state.mark_closed();
             inner.tls.metrics().fallback(FallbackReason::Unanswered);
-            let client = TunnelClient { inner };
-            client.note_broken(
-                &peer,
-                &TunnelError::ConnectTimeout {
-                    addr: peer.addr,
-                    after: client.inner.cfg.quic_unanswered,
-                },
-            );
+            tracing::info!(peer = %peer.id, addr = %peer.addr, "QUIC connection stopped getting answers; new streams dial again");
         });
     }
 

@@ -42,8 +42,8 @@ pub struct TunnelConfig {
     /// PING interval; below `idle_timeout` so live connections stay open.
     pub keep_alive: Duration,
     /// A QUIC connection whose packets have gone unanswered this long (or
-    /// eight round trips, if longer) gets no new streams, and QUIC to that
-    /// peer is remembered broken: a firewall started dropping UDP.
+    /// eight round trips, if longer) while QUIC probes gets no new streams
+    /// (a firewall started dropping UDP): the next stream dials again.
     pub quic_unanswered: Duration,
     /// The pool closes connections without streams for this long.
     pub pool_idle_timeout: Duration,

@@ -25,7 +25,7 @@ use super::detect::Detected;
 use super::route::Target;
 use crate::context::EdgeContext;
 use crate::prefixed_io::PrefixedIo;
-use crate::tunnel_body::{full, pump_body, recv_to_body, ProxyBody};
+use crate::tunnel_body::{empty, full, pump_body, recv_to_body, ProxyBody};
 use crate::wire::{strip_hop_by_hop, AppProtocol, FERRY_TARGET};
 
 /// The largest request head accepted from the application (the tunnel's
@@ -300,8 +300,18 @@ async fn forward_inner(
                 strip_hop_by_hop(&mut parts.headers);
                 // The tunnel's version (HTTP/3 or 2) is not the application's.
                 parts.version = http::Version::default();
+                // A gRPC "Trailers-Only" response (the status in the head:
+                // an immediate error, no messages) must reach the
+                // application as one HEADERS frame that ends the stream;
+                // grpc-core clients reject HEADERS then an empty DATA frame
+                // ("Stream removed") and lose the status.
+                let body = if parts.headers.contains_key("grpc-status") {
+                    empty()
+                } else {
+                    recv_to_body(recv)
+                };
                 return Ok((
-                    Response::from_parts(parts, recv_to_body(recv)),
+                    Response::from_parts(parts, body),
                     Some(endpoint.id.clone()),
                     Some(transport),
                 ));

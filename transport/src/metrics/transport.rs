@@ -94,14 +94,18 @@ pub enum FallbackReason {
     QuicFailed,
     /// QUIC to this peer is known to be broken; it was not tried.
     KnownBroken,
+    /// A QUIC connection in use stopped getting answers (UDP dropped on
+    /// the way); new streams go to a new connection.
+    Unanswered,
 }
 
 impl FallbackReason {
     /// Every variant, in label order.
-    pub const ALL: [FallbackReason; 3] = [
+    pub const ALL: [FallbackReason; 4] = [
         FallbackReason::HeadStartExpired,
         FallbackReason::QuicFailed,
         FallbackReason::KnownBroken,
+        FallbackReason::Unanswered,
     ];
 
     /// The `reason` label value.
@@ -110,6 +114,7 @@ impl FallbackReason {
             FallbackReason::HeadStartExpired => "quic_head_start_expired",
             FallbackReason::QuicFailed => "quic_failed",
             FallbackReason::KnownBroken => "quic_known_broken",
+            FallbackReason::Unanswered => "quic_unanswered",
         }
     }
 }

@@ -187,6 +187,7 @@ impl TunnelClient {
             return Ok(x);
         }
         let conn = self.connect(peer).await?;
+        self.watch_quic(peer, &conn);
         let slot = conn
             .state
             .try_reserve(limit)
@@ -376,8 +377,31 @@ impl TunnelClient {
         });
     }
 
+    /// Watches a pooled QUIC connection's path: once it stops answering,
+    /// the connection gets no new streams (those on it carry on), so the
+    /// next stream dials again: QUIC with its head start, then TLS/TCP
+    /// raced (and QUIC remembered broken if TCP wins). A peer that was only
+    /// paused gets a new QUIC connection.
+    fn watch_quic(&self, peer: &PeerKey, conn: &PeerConnection) {
+        let Some(quic) = conn.quic.clone() else {
+            return;
+        };
+        let me = std::sync::Arc::downgrade(&self.inner);
+        let (peer, conn) = (peer.clone(), conn.clone());
+        super::liveness::watch(quic, self.inner.cfg.quic_unanswered, move || {
+            let Some(inner) = me.upgrade() else { return };
+            if conn.is_closed() {
+                return;
+            }
+            conn.state.mark_closed();
+            inner.tls.metrics().fallback(FallbackReason::Unanswered);
+            tracing::info!(peer = %peer.id, addr = %peer.addr, "QUIC connection stopped getting answers; new streams dial again");
+        });
+    }
+
     /// Adds a working QUIC connection to the pool; new streams prefer it.
     fn adopt_quic(&self, peer: &PeerKey, conn: PeerConnection) {
+        self.watch_quic(peer, &conn);
         self.inner.broken.mark_working(peer.addr);
         self.inner
             .tls

@@ -41,6 +41,10 @@ pub struct TunnelConfig {
     pub idle_timeout: Duration,
     /// PING interval; below `idle_timeout` so live connections stay open.
     pub keep_alive: Duration,
+    /// A QUIC connection whose packets have gone unanswered this long (or
+    /// eight round trips, if longer) while QUIC probes gets no new streams
+    /// (a firewall started dropping UDP): the next stream dials again.
+    pub quic_unanswered: Duration,
     /// The pool closes connections without streams for this long.
     pub pool_idle_timeout: Duration,
     /// Concurrent streams per connection (each direction).
@@ -82,6 +86,7 @@ impl Default for TunnelConfig {
             quic_broken_max: Duration::from_secs(48 * 3600),
             idle_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(10),
+            quic_unanswered: Duration::from_millis(750),
             pool_idle_timeout: Duration::from_secs(90),
             max_concurrent_streams: 2048,
             // 1 Gb/s x 10 ms = 1.25 MB in flight; leave headroom.

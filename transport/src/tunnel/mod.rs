@@ -10,6 +10,7 @@ mod dial;
 pub mod error;
 pub mod headers;
 pub mod incoming;
+mod liveness;
 pub mod quic_endpoint;
 pub mod relay;
 pub mod segmenting_socket;

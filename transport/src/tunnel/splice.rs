@@ -6,6 +6,7 @@
 //! unbounded buffering.
 
 use std::io::ErrorKind;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -35,8 +36,8 @@ pub struct SpliceStats {
 }
 
 enum Up {
-    Done(u64),
-    Reset(u64),
+    Done,
+    Reset,
 }
 
 /// Runs both directions until both have ended (or one side resets, which
@@ -51,8 +52,11 @@ pub async fn splice(
     let (mut rd, mut wr) = tcp.into_split();
     let activity = tokio::sync::watch::channel(());
     let (tick_tx, mut tick_rx) = activity;
+    // Counted outside the two directions, so a reset that ends one of them
+    // early still reports what the other one moved.
+    let up_bytes = AtomicU64::new(0);
+    let down_bytes = AtomicU64::new(0);
     let up = async {
-        let mut n = 0u64;
         let mut chunk = MIN_CHUNK;
         let mut buf = BytesMut::new();
         loop {
@@ -61,47 +65,46 @@ pub async fn splice(
             match rd.read_buf(&mut buf).await {
                 Ok(0) => {
                     let _ = send.finish().await;
-                    return Up::Done(n);
+                    return Up::Done;
                 }
                 Ok(k) => {
-                    n += k as u64;
+                    up_bytes.fetch_add(k as u64, Ordering::Relaxed);
                     if k >= room {
                         chunk = (chunk * 2).min(MAX_CHUNK);
                     }
                     let _ = tick_tx.send(());
                     if send.send_data(buf.split().freeze()).await.is_err() {
                         // The peer stopped reading: treat as a reset.
-                        return Up::Reset(n);
+                        return Up::Reset;
                     }
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, reset = is_reset(e.kind()), "TCP read failed; resetting the stream");
                     send.reset();
-                    return Up::Reset(n);
+                    return Up::Reset;
                 }
             }
         }
     };
     let down = async {
-        let mut n = 0u64;
         loop {
             match recv.data().await {
                 Ok(Some(chunk)) => {
-                    n += chunk.len() as u64;
+                    down_bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     let _ = tick_tx.send(());
                     if wr.write_all(&chunk).await.is_err() {
                         recv.stop();
-                        return (n, true, wr);
+                        return (true, wr);
                     }
                 }
                 Ok(None) => {
                     tracing::trace!("stream finished; half-closing TCP");
                     let _ = wr.shutdown().await;
-                    return (n, false, wr);
+                    return (false, wr);
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "stream ended with an error; resetting TCP");
-                    return (n, true, wr);
+                    return (true, wr);
                 }
             }
         }
@@ -117,35 +120,35 @@ pub async fn splice(
     };
     tokio::pin!(up, down, idle_watch);
     let mut up_result: Option<Up> = None;
-    let mut down_result: Option<(u64, bool, OwnedWriteHalf)> = None;
+    let mut down_result: Option<(bool, OwnedWriteHalf)> = None;
+    let stats = |reset| SpliceStats {
+        tcp_to_stream: up_bytes.load(Ordering::Relaxed),
+        stream_to_tcp: down_bytes.load(Ordering::Relaxed),
+        reset,
+    };
     loop {
         tokio::select! {
             r = &mut up, if up_result.is_none() => {
-                if let Up::Reset(n) = r {
+                if let Up::Reset = r {
                     // TCP reset (or stream refused): abort the other way too.
-                    return Ok(SpliceStats { tcp_to_stream: n, stream_to_tcp: 0, reset: true });
+                    return Ok(stats(true));
                 }
                 up_result = Some(r);
             }
             r = &mut down, if down_result.is_none() => {
-                let (n, reset, wr) = r;
+                let (reset, wr) = r;
                 if reset {
                     reset_tcp(wr, None);
-                    let sent = match up_result { Some(Up::Done(k)) | Some(Up::Reset(k)) => k, None => 0 };
-                    return Ok(SpliceStats { tcp_to_stream: sent, stream_to_tcp: n, reset: true });
+                    return Ok(stats(true));
                 }
-                down_result = Some((n, reset, wr));
+                down_result = Some((reset, wr));
             }
             _ = &mut idle_watch => {
                 return Err(StreamError::Idle(idle));
             }
         }
-        if let (Some(Up::Done(up_n)), Some((down_n, _, _))) = (&up_result, &down_result) {
-            return Ok(SpliceStats {
-                tcp_to_stream: *up_n,
-                stream_to_tcp: *down_n,
-                reset: false,
-            });
+        if let (Some(Up::Done), Some(_)) = (&up_result, &down_result) {
+            return Ok(stats(false));
         }
     }
 }

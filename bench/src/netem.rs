@@ -1,0 +1,1 @@
+//! Loss and delay on the veth link (filled in step 5).

@@ -1,5 +1,6 @@
 //! The application behind every path, on the server side: an HTTP/1.1
-//! server answering every request with a 2-byte body (`ok`), and a TCP sink
+//! server answering every request with a 2-byte body (`ok`; 16 KiB for
+//! `/16k`, used by the loss/RTT scenario), and a TCP sink
 //! that reads to EOF and counts the bytes (for bulk throughput).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -71,6 +72,15 @@ impl App {
     }
 }
 
+/// The body length the application sends for `path`.
+pub fn body_len(path: &str) -> usize {
+    if path == "/16k" {
+        16 * 1024
+    } else {
+        2
+    }
+}
+
 async fn serve_http(l: TcpListener) {
     loop {
         let Ok((tcp, _)) = l.accept().await else {
@@ -78,10 +88,13 @@ async fn serve_http(l: TcpListener) {
         };
         let _ = tcp.set_nodelay(true);
         tokio::spawn(async move {
-            let svc = service_fn(|_req| async {
-                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                    Bytes::from_static(b"ok"),
-                )))
+            let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                let body = if req.uri().path() == "/16k" {
+                    Bytes::from(vec![b'x'; body_len("/16k")])
+                } else {
+                    Bytes::from_static(b"ok")
+                };
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(body)))
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), svc)

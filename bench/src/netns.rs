@@ -54,6 +54,8 @@ pub fn remove_stale() {
 pub struct Netns {
     name: String,
     file: File,
+    /// Created here (deleted on Drop) rather than attached to.
+    owned: bool,
 }
 
 impl Netns {
@@ -68,9 +70,25 @@ impl Netns {
                 return Err(anyhow!("open /var/run/netns/{name}: {e}"));
             }
         };
-        let ns = Netns { name, file };
+        let ns = Netns {
+            name,
+            file,
+            owned: true,
+        };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
+    }
+
+    /// Attaches to a namespace someone else owns (e.g. `ferry-netem`'s);
+    /// it is not deleted on Drop.
+    pub fn attach(name: &str) -> Result<Netns> {
+        let file = File::open(format!("/var/run/netns/{name}"))
+            .with_context(|| format!("open /var/run/netns/{name}"))?;
+        Ok(Netns {
+            name: name.to_string(),
+            file,
+            owned: false,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -122,6 +140,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         if let Err(e) = ip(&["netns", "del", &self.name]) {
             eprintln!("bench: could not remove namespace {}: {e}", self.name);
         }

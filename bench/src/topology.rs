@@ -19,6 +19,8 @@ pub struct Topology {
     /// QUIC's path-MTU discovery bound for this link (`tunnel.max_udp_payload`).
     pub max_udp_payload: u16,
     pub veth: Option<Arc<VethPair>>,
+    /// The impairable link (loss/delay conditions), when built on ferry-netem.
+    pub netem: Option<ferry_netem::TwoHosts>,
 }
 
 impl Topology {
@@ -32,6 +34,7 @@ impl Topology {
             // Ferry's default: datagrams sized for a 1,500-byte path.
             max_udp_payload: 1452,
             veth: None,
+            netem: None,
         })
     }
 
@@ -47,6 +50,25 @@ impl Topology {
             // IPv6 + UDP headers (48 bytes) below the MTU, as 1452 is for 1500.
             max_udp_payload: (mtu - 48).min(65_507) as u16,
             veth: Some(pair),
+            netem: None,
+        })
+    }
+
+    /// ferry-netem's two hosts (veth at MTU 1,500) whose link can be given
+    /// loss and delay.
+    pub fn netem(name: &str) -> Result<Topology> {
+        let hosts = ferry_netem::TwoHosts::create("fbench")
+            .map_err(|e| anyhow::anyhow!("ferry-netem: create two hosts: {e}"))?;
+        let client_ns = Arc::new(crate::netns::Netns::attach(hosts.a.name())?);
+        let server_ns = Arc::new(crate::netns::Netns::attach(hosts.b.name())?);
+        Ok(Topology {
+            name: name.to_string(),
+            client: Side::new("client", Some(client_ns), IpAddr::V4(hosts.ip_a), 2)?,
+            server: Side::new("server", Some(server_ns), IpAddr::V4(hosts.ip_b), 2)?,
+            mtu: 1500,
+            max_udp_payload: 1452,
+            veth: None,
+            netem: Some(hosts),
         })
     }
 }

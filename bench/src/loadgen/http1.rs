@@ -33,15 +33,22 @@ pub async fn connect(addr: SocketAddr) -> Result<Conn> {
 
 /// One GET / expecting 200 and the body `ok`.
 pub async fn get(send: &mut Conn) -> Result<()> {
+    get_path(send, "/").await
+}
+
+/// One GET of `path` expecting 200 and the application's body for it
+/// (`ok`, or 16 KiB for `/16k`).
+pub async fn get_path(send: &mut Conn, path: &'static str) -> Result<()> {
+    let expected = crate::app::body_len(path);
     let fut = async {
         send.ready().await?;
-        let req = http::Request::get("/")
+        let req = http::Request::get(path)
             .header("host", "app")
             .body(Empty::new())?;
         let resp = send.send_request(req).await?;
         let status = resp.status();
         let body = resp.into_body().collect().await?.to_bytes();
-        if status != 200 || &body[..] != b"ok" {
+        if status != 200 || body.len() != expected || (expected == 2 && &body[..] != b"ok") {
             bail!(
                 "unexpected response {status} {:?}",
                 String::from_utf8_lossy(&body)

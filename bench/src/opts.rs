@@ -41,9 +41,21 @@ pub struct Opts {
     pub paths: Vec<String>,
 }
 
+/// Which scenarios run on a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every scenario.
+    All,
+    /// Bulk transfer and fixed-rate latency.
+    BulkLatency,
+    /// Bulk transfer only.
+    Bulk,
+}
+
 /// How long and how much of each scenario.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    pub quick: bool,
     pub bulk_secs: Duration,
     pub bulk_warmup: Duration,
     pub rate_secs: Duration,
@@ -65,21 +77,23 @@ impl Plan {
     pub fn new(quick: bool) -> Self {
         if quick {
             Plan {
-                bulk_secs: Duration::from_millis(1000),
-                bulk_warmup: Duration::from_millis(300),
-                rate_secs: Duration::from_millis(1500),
+                quick,
+                bulk_secs: Duration::from_millis(600),
+                bulk_warmup: Duration::from_millis(250),
+                rate_secs: Duration::from_millis(1000),
                 rates: vec![1_000],
-                max_rate_secs: Duration::from_millis(1000),
+                max_rate_secs: Duration::from_millis(700),
                 max_rate_conns: 32,
-                new_conns: 200,
+                new_conns: 100,
                 handshake_repeats: 1,
-                netem_secs: Duration::from_millis(2000),
+                netem_secs: Duration::from_millis(1500),
                 netem_streams: 64,
                 netem_loss: vec![0.0, 2.0],
                 netem_rtt_ms: vec![20],
             }
         } else {
             Plan {
+                quick,
                 bulk_secs: Duration::from_secs(5),
                 bulk_warmup: Duration::from_millis(1000),
                 rate_secs: Duration::from_secs(10),
@@ -93,6 +107,17 @@ impl Plan {
                 netem_loss: vec![0.0, 1.0, 2.0, 3.0],
                 netem_rtt_ms: vec![1, 20],
             }
+        }
+    }
+
+    /// The scenarios for a link: everything in a full run; `--quick` keeps
+    /// all of them on loopback, bulk and latency on veth MTU 1500, bulk on
+    /// veth MTU 9000.
+    pub fn scope(&self, mtu: u32) -> Scope {
+        match (self.quick, mtu) {
+            (false, _) | (true, 65_536) => Scope::All,
+            (true, 1500) => Scope::BulkLatency,
+            (true, _) => Scope::Bulk,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::app::App;
-use crate::opts::{Opts, Plan};
+use crate::opts::{Opts, Plan, Scope};
 use crate::paths::PathKind;
 use crate::peers::{Ctx, RunningPath};
 use crate::pki::{FerryPki, PairPki};
@@ -285,7 +285,7 @@ pub fn measure_link(setup: &Setup, topo: &Topology, results: &mut Results) -> Re
             unavailable.push((kind, format!("{e:#}")));
         }
         drop(path);
-        if !kind.is_raw() {
+        if !kind.is_raw() && setup.plan.scope(topo.mtu) == Scope::All {
             let ctx = Ctx {
                 dir: ctx.dir.join("handshake"),
                 ..ctx
@@ -318,12 +318,16 @@ fn measure_path(env: &Env, path: &mut RunningPath, results: &mut Results) -> Res
         scenarios::bulk::run(env, path, flows, results);
         path.check_alive()?;
     }
-    if path.kind.is_raw() {
+    let scope = env.plan.scope(env.topo.mtu);
+    if path.kind.is_raw() || scope == Scope::Bulk {
         return Ok(());
     }
     for &rate in &env.plan.rates {
         scenarios::latency::run(env, path, rate, results);
         path.check_alive()?;
+    }
+    if scope == Scope::BulkLatency {
+        return Ok(());
     }
     let load = scenarios::max_rate::run(env, path, results);
     path.check_alive()?;

@@ -208,7 +208,13 @@ pub fn run(opts: Opts) -> Result<()> {
             sh("nproc", &[])
         ));
     }
-    write_outputs(&setup, &results)
+    if interrupt::interrupted() {
+        results
+            .problems
+            .push("interrupted by a signal: the results are incomplete".into());
+    }
+    write_outputs(&setup, &results)?;
+    interrupt::check()
 }
 
 fn write_outputs(setup: &Setup, results: &Results) -> Result<()> {

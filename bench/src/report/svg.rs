@@ -99,8 +99,11 @@ pub fn latency_charts(r: &Results, dir: &Path) -> Result<Vec<PathBuf>> {
                 .x_desc("percentile (0 = p0, 1 = p90, 2 = p99, 3 = p99.9; rightmost = max)")
                 .y_desc("latency (ms, log)")
                 .x_label_formatter(&|x| {
-                    let p = 100.0 * (1.0 - 10f64.powf(-x));
-                    format!("p{p:.3}")
+                    if (x - x.round()).abs() > 0.01 {
+                        return String::new();
+                    }
+                    let p = 100.0 * (1.0 - 10f64.powf(-x.round()));
+                    format!("p{p:.4}")
                         .trim_end_matches('0')
                         .trim_end_matches('.')
                         .to_string()

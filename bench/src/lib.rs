@@ -9,7 +9,6 @@ pub mod app;
 pub mod histogram;
 pub mod interrupt;
 pub mod loadgen;
-pub mod netem;
 pub mod netns;
 pub mod opts;
 pub mod paths;

@@ -1,1 +1,0 @@
-//! Loss and delay on the veth link (filled in step 5).

@@ -1,0 +1,123 @@
+//! Command-line options and the measurement plan (how long each scenario
+//! runs) that `--quick` shortens.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `cargo run --release -p ferry-bench --bin bench -- [--quick] [--out DIR]`
+#[derive(clap::Parser, Debug, Clone)]
+#[command(
+    name = "bench",
+    about = "Measures Ferry next to direct connections and mutual-TLS proxy pairs"
+)]
+pub struct Opts {
+    /// Short measurements (finishes within about two minutes).
+    #[arg(long)]
+    pub quick: bool,
+    /// Where results.md and the SVG charts go.
+    #[arg(long, default_value = "bench-results")]
+    pub out: PathBuf,
+    /// The `ferry` binary (default: target/release/ferry next to this binary,
+    /// built first with `cargo build --release -p ferry` when run by cargo).
+    #[arg(long)]
+    pub ferry: Option<PathBuf>,
+    /// Do not run `cargo build --release -p ferry` first.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Links to measure (comma separated): loopback, veth1500, veth9000, netem.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "loopback,veth1500,veth9000,netem"
+    )]
+    pub links: Vec<String>,
+    /// Paths to measure (comma separated): direct, raw-quic, raw-tls,
+    /// stunnel, haproxy, nginx, ferry-quic, ferry-h2.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "direct,raw-quic,raw-tls,stunnel,haproxy,nginx,ferry-quic,ferry-h2"
+    )]
+    pub paths: Vec<String>,
+}
+
+/// Which scenarios run on a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every scenario.
+    All,
+    /// Bulk transfer and fixed-rate latency.
+    BulkLatency,
+    /// Bulk transfer only.
+    Bulk,
+}
+
+/// How long and how much of each scenario.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub quick: bool,
+    pub bulk_secs: Duration,
+    pub bulk_warmup: Duration,
+    pub rate_secs: Duration,
+    /// Fixed request rates (requests/s) for the latency rows.
+    pub rates: Vec<u64>,
+    pub max_rate_secs: Duration,
+    pub max_rate_conns: usize,
+    pub new_conns: usize,
+    pub handshake_repeats: usize,
+    /// Per loss/RTT condition.
+    pub netem_secs: Duration,
+    pub netem_streams: usize,
+    /// Loss percentages and one-way delays (half the RTT) of the conditions.
+    pub netem_loss: Vec<f64>,
+    pub netem_rtt_ms: Vec<u64>,
+}
+
+impl Plan {
+    pub fn new(quick: bool) -> Self {
+        if quick {
+            Plan {
+                quick,
+                bulk_secs: Duration::from_millis(600),
+                bulk_warmup: Duration::from_millis(250),
+                rate_secs: Duration::from_millis(1000),
+                rates: vec![1_000],
+                max_rate_secs: Duration::from_millis(700),
+                max_rate_conns: 32,
+                new_conns: 100,
+                handshake_repeats: 1,
+                netem_secs: Duration::from_millis(1500),
+                netem_streams: 64,
+                netem_loss: vec![0.0, 2.0],
+                netem_rtt_ms: vec![20],
+            }
+        } else {
+            Plan {
+                quick,
+                bulk_secs: Duration::from_secs(5),
+                bulk_warmup: Duration::from_millis(1000),
+                rate_secs: Duration::from_secs(10),
+                rates: vec![1_000, 10_000],
+                max_rate_secs: Duration::from_secs(5),
+                max_rate_conns: 32,
+                new_conns: 1_000,
+                handshake_repeats: 5,
+                netem_secs: Duration::from_secs(10),
+                netem_streams: 64,
+                netem_loss: vec![0.0, 1.0, 2.0, 3.0],
+                netem_rtt_ms: vec![1, 20],
+            }
+        }
+    }
+
+    /// The scenarios for a link: everything in a full run; `--quick` keeps
+    /// all of them on loopback, bulk and latency on veth MTU 1500, bulk on
+    /// veth MTU 9000.
+    pub fn scope(&self, mtu: u32) -> Scope {
+        match (self.quick, mtu) {
+            (false, _) | (true, 65_536) => Scope::All,
+            (true, 1500) => Scope::BulkLatency,
+            (true, _) => Scope::Bulk,
+        }
+    }
+}

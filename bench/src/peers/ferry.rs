@@ -1,0 +1,149 @@
+//! Two real `ferry edge` processes: the server-side edge (tunnel port on
+//! the server side's address, in front of the application) and the
+//! client-side edge with two explicit outbound listeners (HTTP service and
+//! an opaque-TCP service for the sink), pinned to one transport
+//! (`force_transport`), with `tunnel.max_udp_payload` set for the link.
+
+use std::net::SocketAddr;
+
+use anyhow::{anyhow, Context, Result};
+
+use super::{Ctx, RunningPath, START_TIMEOUT};
+use crate::paths::PathKind;
+use crate::pki::ferry_id;
+use crate::proc::Proc;
+use crate::side::Side;
+
+fn edge_config(
+    ctx: &Ctx,
+    sa: &str,
+    tunnel: SocketAddr,
+    mesh: &std::path::Path,
+    transport: &str,
+    listeners: &[&str],
+) -> String {
+    let d = match sa {
+        "client" => &ctx.ferry_pki.client_dir,
+        _ => &ctx.ferry_pki.server_dir,
+    };
+    let mut t = format!(
+        "name = \"bench-{sa}\"\nshutdown_grace = \"1s\"\n\
+         [identity]\ncert = \"{d}/cert.pem\"\nkey = \"{d}/key.pem\"\nbundles = [\"{d}/bundle.pem\"]\n\
+         [tunnel]\nlisten = \"{tunnel}\"\nforce_transport = \"{transport}\"\nmax_udp_payload = {mtu}\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\
+         [discovery]\nmesh_file = \"{mesh}\"\n",
+        d = d.display(),
+        mtu = ctx.topo.max_udp_payload,
+        mesh = mesh.display(),
+    );
+    for svc in listeners {
+        t += &format!("[[outbound.listeners]]\nlisten = \"127.0.0.1:0\"\nservice = \"{svc}\"\n");
+    }
+    t
+}
+
+/// Starts one edge in `side` and returns it with its JSON ready line.
+pub fn start_edge(
+    ctx: &Ctx,
+    side: &Side,
+    name: &str,
+    config: &std::path::Path,
+) -> Result<(Proc, serde_json::Value)> {
+    let mut cmd = side.command(ctx.ferry);
+    cmd.args(["edge", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn");
+    let (mut p, stdout) = Proc::spawn_piped(name, cmd, &ctx.dir.join(format!("{name}.log")))?;
+    let line = p.read_line(stdout, START_TIMEOUT)?;
+    let v: serde_json::Value =
+        serde_json::from_str(&line).with_context(|| format!("{name}: ready line {line:?}"))?;
+    Ok((p, v))
+}
+
+fn addr(v: &serde_json::Value, what: &str) -> Result<SocketAddr> {
+    v.as_str()
+        .ok_or_else(|| anyhow!("ready line has no {what}"))?
+        .parse()
+        .with_context(|| format!("ready line: {what}"))
+}
+
+/// The server-side edge (and the mesh file naming it): reusable by the
+/// handshake scenario, which restarts only the client side.
+pub struct ServerEdge {
+    pub proc: Proc,
+    pub mesh: std::path::PathBuf,
+}
+
+pub fn start_server(ctx: &Ctx, transport: &str) -> Result<ServerEdge> {
+    let empty = ctx.file("empty-mesh.toml", "")?;
+    let listen = SocketAddr::new(ctx.topo.server.ip, 0);
+    let cfg = ctx.file(
+        "server.toml",
+        &edge_config(ctx, "server", listen, &empty, transport, &[]),
+    )?;
+    let (proc, ready) = start_edge(ctx, &ctx.topo.server, "ferry edge (server side)", &cfg)?;
+    let tunnel = addr(&ready["tunnel"], "tunnel")?;
+    let id = ferry_id("server");
+    let ip = ctx.topo.server.ip;
+    let mut mesh = String::new();
+    for (name, port, protocol) in [
+        ("web", ctx.app.http_port, "http"),
+        ("sink", ctx.app.sink_port, "tcp"),
+    ] {
+        mesh += &format!(
+            "[[services]]\nname = \"{name}\"\nnamespace = \"default\"\nport = {port}\nprotocol = \"{protocol}\"\n\
+             [[services.endpoints]]\naddress = \"{ip}:{port}\"\ntunnel = \"{tunnel}\"\nid = \"{id}\"\n"
+        );
+    }
+    let mesh = ctx.file("mesh.toml", &mesh)?;
+    Ok(ServerEdge { proc, mesh })
+}
+
+/// Starts the client-side edge; returns it with its HTTP and sink entries.
+pub fn start_client(
+    ctx: &Ctx,
+    server: &ServerEdge,
+    transport: &str,
+) -> Result<(Proc, SocketAddr, SocketAddr)> {
+    let web = format!("web.default:{}", ctx.app.http_port);
+    let sink = format!("sink.default:{}", ctx.app.sink_port);
+    let listen = "127.0.0.1:0".parse()?;
+    let cfg = ctx.file(
+        "client.toml",
+        &edge_config(
+            ctx,
+            "client",
+            listen,
+            &server.mesh,
+            transport,
+            &[&web, &sink],
+        ),
+    )?;
+    let (proc, ready) = start_edge(ctx, &ctx.topo.client, "ferry edge (client side)", &cfg)?;
+    let out = ready["outbound"]
+        .as_array()
+        .filter(|a| a.len() == 2)
+        .ok_or_else(|| anyhow!("ready line lists no two outbound listeners: {ready}"))?;
+    Ok((
+        proc,
+        addr(&out[0]["listen"], "outbound[0]")?,
+        addr(&out[1]["listen"], "outbound[1]")?,
+    ))
+}
+
+pub fn start(ctx: &Ctx, transport: &str) -> Result<RunningPath> {
+    let server = start_server(ctx, transport)?;
+    let (client, http, sink) = start_client(ctx, &server, transport)?;
+    Ok(RunningPath {
+        kind: if transport == "quic" {
+            PathKind::FerryQuic
+        } else {
+            PathKind::FerryH2
+        },
+        http: Some(http),
+        sink: Some(sink),
+        client: vec![client],
+        server: vec![server.proc],
+        raw: None,
+    })
+}

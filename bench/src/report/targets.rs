@@ -1,0 +1,175 @@
+//! The targets, checked against ratios from the same run, per link
+//! where the figures exist. A target with a missing figure is not listed
+//! as met.
+
+use crate::paths::PathKind::{self, *};
+use crate::results::Results;
+use crate::scenarios::{bulk, handshake, latency, lossy, max_rate, new_conn};
+
+pub struct Check {
+    pub link: String,
+    pub target: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+fn links(r: &Results) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for t in &r.tables {
+        if !v.contains(&t.link) {
+            v.push(t.link.clone());
+        }
+    }
+    v
+}
+
+fn best_pair(r: &Results, link: &str, scenario: &str, metric: &str) -> Option<(PathKind, f64)> {
+    r.find(link, scenario)?.best_pair(metric)
+}
+
+pub fn evaluate(r: &Results) -> Vec<Check> {
+    let mut out = Vec::new();
+    let mut push = |link: &str, target: &str, measured: String, met: bool| {
+        out.push(Check {
+            link: link.to_string(),
+            target: target.to_string(),
+            measured,
+            met,
+        })
+    };
+    for link in links(r) {
+        let l = link.as_str();
+        let b1 = bulk::scenario(1);
+        if let (Some(q), Some((bp, bv))) = (
+            r.get(l, &b1, FerryQuic, bulk::GBPS),
+            best_pair(r, l, &b1, bulk::GBPS),
+        ) {
+            let qc = r.get(l, &b1, FerryQuic, bulk::CPU);
+            let pc = r.get(l, &b1, bp, bulk::CPU);
+            let cpu_ratio = qc.zip(pc).map(|(a, b)| a / b);
+            push(
+                l,
+                "bulk 1 flow: Ferry QUIC ≥ 1.2× best pair Gb/s at ≤ 0.8× its CPU-s/GiB",
+                format!(
+                    "{:.2}× {} Gb/s, {} CPU",
+                    q / bv,
+                    bp.label(),
+                    cpu_ratio.map(|c| format!("{c:.2}×")).unwrap_or("—".into())
+                ),
+                q / bv >= 1.2 && cpu_ratio.is_some_and(|c| c <= 0.8),
+            );
+        }
+        if let (Some(h), Some((bp, bv))) = (
+            r.get(l, &b1, FerryH2, bulk::GBPS),
+            best_pair(r, l, &b1, bulk::GBPS),
+        ) {
+            push(
+                l,
+                "bulk 1 flow: Ferry TLS/TCP fallback ≥ 1.0× best pair",
+                format!("{:.2}× {}", h / bv, bp.label()),
+                h / bv >= 1.0,
+            );
+        }
+        if let (Some(q), Some(raw)) = (
+            r.get(l, &b1, FerryQuic, bulk::GBPS),
+            r.get(l, &b1, RawQuic, bulk::GBPS),
+        ) {
+            push(
+                l,
+                "bulk 1 flow: Ferry QUIC ≥ 0.9× raw quinn (same datagram size)",
+                format!("{:.2}×", q / raw),
+                q / raw >= 0.9,
+            );
+        }
+        let lat = latency::scenario(1_000);
+        if let (Some(q), Some(d)) = (
+            r.get(l, &lat, FerryQuic, latency::P50),
+            r.get(l, &lat, Direct, latency::P50),
+        ) {
+            let added = (q - d) * 1000.0;
+            push(
+                l,
+                "small HTTP at 1,000 req/s: Ferry QUIC added p50 ≤ 100 µs",
+                format!("+{added:.0} µs"),
+                added <= 100.0,
+            );
+        }
+        for (scenario, _) in r
+            .tables
+            .iter()
+            .filter(|t| {
+                t.link == link && t.scenario.starts_with("Small HTTP requests, maximum rate")
+            })
+            .map(|t| (t.scenario.clone(), ()))
+            .collect::<Vec<_>>()
+        {
+            if let (Some(q), Some((bp, bv))) = (
+                r.get(l, &scenario, FerryQuic, max_rate::RPS),
+                best_pair(r, l, &scenario, max_rate::RPS),
+            ) {
+                push(
+                    l,
+                    "small HTTP max req/s: Ferry QUIC ≥ 1.2× best pair",
+                    format!("{:.2}× {}", q / bv, bp.label()),
+                    q / bv >= 1.2,
+                );
+            }
+        }
+        for scenario in r
+            .tables
+            .iter()
+            .filter(|t| t.link == link && t.scenario.starts_with("New application connection"))
+            .map(|t| t.scenario.clone())
+            .collect::<Vec<_>>()
+        {
+            if let (Some(q), Some((bp, bv))) = (
+                r.get(l, &scenario, FerryQuic, new_conn::P50),
+                best_pair(r, l, &scenario, new_conn::P50),
+            ) {
+                push(
+                    l,
+                    "new app connection (p50): Ferry QUIC ≤ 0.3 ms and ≤ 0.2× best pair",
+                    format!("{q:.3} ms, {:.2}× {}", q / bv, bp.label()),
+                    q <= 0.3 && q / bv <= 0.2,
+                );
+            }
+        }
+        for (metric, limit, what) in [
+            (
+                handshake::COLD,
+                0.7,
+                "cold first request: QUIC ≤ 0.7× TLS/TCP",
+            ),
+            (
+                handshake::RESUMED,
+                0.5,
+                "resumed first request: QUIC ≤ 0.5× TLS/TCP",
+            ),
+        ] {
+            if let (Some(q), Some(h)) = (
+                r.get(l, handshake::SCENARIO, FerryQuic, metric),
+                r.get(l, handshake::SCENARIO, FerryH2, metric),
+            ) {
+                push(
+                    l,
+                    what,
+                    format!("{q:.3} / {h:.3} ms = {:.2}×", q / h),
+                    q / h <= limit,
+                );
+            }
+        }
+        let s = lossy::scenario(2.0, 20);
+        if let (Some(q), Some(h)) = (
+            r.get(l, &s, FerryQuic, lossy::P99),
+            r.get(l, &s, FerryH2, lossy::P99),
+        ) {
+            push(
+                l,
+                "2% loss, 20 ms RTT, 64 streams: QUIC p99 ≤ 0.5× TLS/TCP p99",
+                format!("{q:.1} / {h:.1} ms = {:.2}×", q / h),
+                q / h <= 0.5,
+            );
+        }
+    }
+    out
+}

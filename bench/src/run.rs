@@ -1,0 +1,346 @@
+//! One run: find the programs and the `ferry` binary, make the PKI, then for
+//! each link start the application and measure every path in turn, and
+//! write `results.md` and the charts.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::app::App;
+use crate::opts::{Opts, Plan, Scope};
+use crate::paths::PathKind;
+use crate::peers::{Ctx, RunningPath};
+use crate::pki::{FerryPki, PairPki};
+use crate::prereq::Programs;
+use crate::progress::Progress;
+use crate::report;
+use crate::results::Results;
+use crate::scenarios::{self, Env};
+use crate::topology::Topology;
+use crate::{interrupt, loadgen, netns};
+
+/// Shared by every link.
+pub struct Setup {
+    pub opts: Opts,
+    pub plan: Plan,
+    pub ferry: PathBuf,
+    pub programs: Programs,
+    pub pair_pki: PairPki,
+    pub ferry_pki: FerryPki,
+    pub work: tempfile::TempDir,
+    pub paths: Vec<PathKind>,
+    pub progress: Progress,
+}
+
+fn locate_ferry(opts: &Opts, progress: &Progress) -> Result<PathBuf> {
+    if let Some(p) = &opts.ferry {
+        return Ok(p.clone());
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if let (false, Ok(cargo)) = (opts.no_build, std::env::var("CARGO")) {
+        progress.step("building target/release/ferry (cargo build --release -p ferry --bin ferry)");
+        let st = Command::new(&cargo)
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "ferry",
+                "--bin",
+                "ferry",
+                "--manifest-path",
+            ])
+            .arg(workspace.join("Cargo.toml"))
+            .status()
+            .with_context(|| format!("run {cargo} build"))?;
+        if !st.success() {
+            bail!("`cargo build --release -p ferry --bin ferry` failed ({st})");
+        }
+    }
+    let exe = std::env::current_exe()?;
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| workspace.join("target"));
+    let ferry = target.join("release").join("ferry");
+    if !ferry.is_file() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p ferry --bin ferry` (or pass --ferry PATH)",
+            ferry.display()
+        );
+    }
+    Ok(ferry)
+}
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn load_average() -> (String, f64) {
+    let up = sh("uptime", &[]);
+    let l1 = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    (up, l1)
+}
+
+fn context(setup: &Setup) -> Vec<String> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let commit = sh(
+        "git",
+        &[
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
+    );
+    let mut v = vec![
+        format!(
+            "Mode: {}; date (UTC): {}",
+            if setup.opts.quick { "--quick" } else { "full" },
+            sh("date", &["-u", "+%Y-%m-%d %H:%M"])
+        ),
+        format!(
+            "Machine: {} vCPUs ({cpu}), Linux {}, {}",
+            sh("nproc", &[]),
+            sh("uname", &["-r"]),
+            sh(
+                "sh",
+                &["-c", "free -g | awk '/Mem:/ {print $2 \" GiB RAM\"}'"]
+            )
+        ),
+        format!("Ferry: {} at commit {commit}", setup.ferry.display()),
+    ];
+    let versions = setup.programs.versions();
+    if !versions.is_empty() {
+        v.push(format!("Peers: {}", versions.join("; ")));
+    }
+    v
+}
+
+pub fn run(opts: Opts) -> Result<()> {
+    interrupt::install();
+    netns::remove_stale();
+    let progress = Progress::default();
+    let plan = Plan::new(opts.quick);
+    let ferry = locate_ferry(&opts, &progress)?;
+    let programs = Programs::find();
+    if let Some(h) = programs.install_hint() {
+        eprintln!("bench: some peer programs are missing; their rows will say so. Install them with:\n    {h}");
+    }
+    let mut paths = Vec::new();
+    for p in &opts.paths {
+        paths
+            .push(PathKind::from_key(p).with_context(|| format!("unknown path {p:?} in --paths"))?);
+    }
+    ferry_transport::install_crypto_provider();
+    let work = tempfile::Builder::new().prefix("ferry-bench-").tempdir()?;
+    let pair_pki = PairPki::generate(&work.path().join("pair-pki"))?;
+    let ferry_pki = FerryPki::generate(&ferry, &work.path().join("ferry-pki"))?;
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("create {}", opts.out.display()))?;
+    let setup = Setup {
+        opts: opts.clone(),
+        plan,
+        ferry,
+        programs,
+        pair_pki,
+        ferry_pki,
+        work,
+        paths,
+        progress,
+    };
+    let mut results = Results {
+        context: context(&setup),
+        ..Results::default()
+    };
+    let (up0, _) = load_average();
+    for link in &opts.links {
+        interrupt::check()?;
+        let r = match link.as_str() {
+            "loopback" => Topology::loopback().and_then(|t| measure_link(&setup, &t, &mut results)),
+            "veth1500" | "veth9000" => {
+                let mtu = if link == "veth1500" { 1500 } else { 9000 };
+                match setup.programs.missing_for_netns() {
+                    Some(why) => {
+                        results.problems.push(format!("{link} skipped: {why}"));
+                        Ok(())
+                    }
+                    None => Topology::veth(&mtu.to_string(), mtu)
+                        .and_then(|t| measure_link(&setup, &t, &mut results)),
+                }
+            }
+            "netem" => scenarios::lossy::run_all(&setup, &mut results),
+            other => {
+                bail!("unknown link {other:?} in --links (loopback, veth1500, veth9000, netem)")
+            }
+        };
+        if let Err(e) = r {
+            if interrupt::interrupted() {
+                return Err(e);
+            }
+            results.problems.push(format!("{link}: {e:#}"));
+            eprintln!("bench: {link}: {e:#}");
+        }
+    }
+    let (up1, l1) = load_average();
+    results
+        .context
+        .push(format!("Load before: `{up0}`; after: `{up1}`"));
+    if l1 > 0.5 {
+        results.context.push(format!(
+            "**Measured on a busy machine** (1-minute load {l1:.2} at the end, on {} vCPUs): absolute figures are low and noisy; compare ratios within the run.",
+            sh("nproc", &[])
+        ));
+    }
+    if interrupt::interrupted() {
+        results
+            .problems
+            .push("interrupted by a signal: the results are incomplete".into());
+    }
+    write_outputs(&setup, &results)?;
+    interrupt::check()
+}
+
+fn write_outputs(setup: &Setup, results: &Results) -> Result<()> {
+    let out = &setup.opts.out;
+    let mut md = report::markdown::render(results);
+    let mut charts = report::svg::latency_charts(results, out)?;
+    charts.extend(report::svg::throughput_charts(results, out)?);
+    if !charts.is_empty() {
+        md += "#### Charts\n\n";
+        for c in &charts {
+            let name = c.file_name().unwrap_or_default().to_string_lossy();
+            md += &format!("- `{name}`\n");
+        }
+    }
+    let file = out.join("results.md");
+    std::fs::write(&file, &md).with_context(|| format!("write {}", file.display()))?;
+    println!("{md}");
+    setup.progress.step(&format!(
+        "done: {} and {} chart(s) in {}",
+        file.display(),
+        charts.len(),
+        out.display()
+    ));
+    Ok(())
+}
+
+/// Measures every path on one link.
+pub fn measure_link(setup: &Setup, topo: &Topology, results: &mut Results) -> Result<()> {
+    setup
+        .progress
+        .step(&format!("{}: starting the application", topo.name));
+    let app = App::start(&topo.server)?;
+    let env = Env {
+        topo,
+        app: &app,
+        plan: &setup.plan,
+        progress: &setup.progress,
+    };
+    let mut unavailable: Vec<(PathKind, String)> = Vec::new();
+    for (i, &kind) in setup.paths.iter().enumerate() {
+        interrupt::check()?;
+        if let Some(why) = setup.programs.missing_for(kind) {
+            setup
+                .progress
+                .step(&format!("{} · {}: skipped, {why}", topo.name, kind.label()));
+            unavailable.push((kind, why));
+            continue;
+        }
+        let ctx = Ctx {
+            topo,
+            app: &app,
+            pair_pki: &setup.pair_pki,
+            ferry_pki: &setup.ferry_pki,
+            ferry: &setup.ferry,
+            programs: &setup.programs,
+            dir: setup
+                .work
+                .path()
+                .join(format!("{}-{i}-{}", topo.mtu, kind.key())),
+        };
+        setup
+            .progress
+            .step(&format!("{} · {}: starting", topo.name, kind.label()));
+        let mut path = match RunningPath::start(kind, &ctx) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("bench: {e:#}");
+                unavailable.push((kind, format!("failed to start: {e:#}")));
+                continue;
+            }
+        };
+        if let Err(e) = measure_path(&env, &mut path, results) {
+            eprintln!("bench: {} on {}: {e:#}", kind.label(), topo.name);
+            unavailable.push((kind, format!("{e:#}")));
+        }
+        drop(path);
+        if !kind.is_raw() && setup.plan.scope(topo.mtu) == Scope::All {
+            let ctx = Ctx {
+                dir: ctx.dir.join("handshake"),
+                ..ctx
+            };
+            scenarios::handshake::run(&env, kind, &ctx, results);
+        }
+    }
+    for (kind, why) in unavailable {
+        for t in results.tables.iter_mut().filter(|t| t.link == topo.name) {
+            let applies = !kind.is_raw() || t.scenario.starts_with("Bulk");
+            if applies && !t.rows.contains_key(&kind) {
+                t.note(kind, why.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn measure_path(env: &Env, path: &mut RunningPath, results: &mut Results) -> Result<()> {
+    if let Some(http) = path.http {
+        env.topo
+            .client
+            .run_timeout("warm-up request", Duration::from_secs(20), async move {
+                loadgen::new_conn::one(http).await.map(|_| ())
+            })?;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let idle = (path.client_rss_kib(), path.server_rss_kib());
+    for flows in [1, 8] {
+        scenarios::bulk::run(env, path, flows, results);
+        path.check_alive()?;
+    }
+    let scope = env.plan.scope(env.topo.mtu);
+    if path.kind.is_raw() || scope == Scope::Bulk {
+        return Ok(());
+    }
+    for &rate in &env.plan.rates {
+        scenarios::latency::run(env, path, rate, results);
+        path.check_alive()?;
+    }
+    if scope == Scope::BulkLatency {
+        return Ok(());
+    }
+    let load = scenarios::max_rate::run(env, path, results);
+    path.check_alive()?;
+    scenarios::new_conn::run(env, path, results);
+    path.check_alive()?;
+    if path.kind.has_proxies() {
+        scenarios::memory::record(env, results, path.kind, idle, load);
+    }
+    Ok(())
+}

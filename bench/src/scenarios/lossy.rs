@@ -1,0 +1,221 @@
+//! Loss and delay between two namespaces (ferry-netem: iptables
+//! `statistic` drops on each host's INPUT, an NFQUEUE delayer holding each
+//! host's outgoing packets for half the RTT; veth at MTU 1,500, offloads
+//! off): 64 concurrent request streams (closed loop, 64 application
+//! connections, 16 KiB answers) per condition, giving request throughput
+//! and p50/p99 latency. Ferry carries the 64 streams on one tunnel
+//! connection (QUIC streams, or HTTP/2 streams on one TCP connection); the
+//! pairs use one TLS connection per application connection. With 0 % loss
+//! at 20 ms RTT the cold/resumed handshake rows are measured too.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use ferry_netem::Impairment;
+
+use super::{handshake, ms, Env};
+use crate::app::App;
+use crate::histogram::Histogram;
+use crate::loadgen::max_rate;
+use crate::paths::PathKind;
+use crate::peers::{Ctx, RunningPath};
+use crate::results::{Better, Curve, Metric, Results};
+use crate::run::Setup;
+use crate::topology::Topology;
+
+pub const LINK: &str = "veth MTU 1500 + loss/delay";
+pub const RPS: &str = "req/s";
+pub const MBPS: &str = "MB/s";
+pub const P50: &str = "p50 ms";
+pub const P99: &str = "p99 ms";
+pub const ERRORS: &str = "errors";
+
+pub fn scenario(loss_pct: f64, rtt_ms: u64) -> String {
+    format!("64 concurrent request streams, {loss_pct}% loss, {rtt_ms} ms RTT")
+}
+
+pub fn metrics() -> [Metric; 5] {
+    [
+        Metric::new(RPS, Better::Higher, 0, true),
+        Metric::new(MBPS, Better::Higher, 1, false),
+        Metric::new(P50, Better::Lower, 2, true),
+        Metric::new(P99, Better::Lower, 2, true),
+        Metric::new(ERRORS, Better::Lower, 0, false),
+    ]
+}
+
+fn conditions(setup: &Setup) -> Vec<(f64, u64)> {
+    let mut v = Vec::new();
+    for &rtt in &setup.plan.netem_rtt_ms {
+        for &loss in &setup.plan.netem_loss {
+            v.push((loss, rtt));
+        }
+    }
+    v
+}
+
+fn impair(topo: &Topology, loss: f64, rtt: u64) -> Result<ferry_netem::Impaired> {
+    let hosts = topo.netem.as_ref().expect("a ferry-netem topology");
+    hosts
+        .impair(Impairment {
+            loss: loss / 100.0,
+            delay: Duration::from_micros(rtt * 500),
+        })
+        .map_err(|e| anyhow::anyhow!("ferry-netem: impair {loss}% loss, {rtt} ms RTT: {e}"))
+}
+
+fn record(
+    env: &Env,
+    kind: PathKind,
+    name: &str,
+    r: Result<max_rate::MaxRate>,
+    results: &mut Results,
+) {
+    let t = results.table(LINK, name, &metrics());
+    match r {
+        Ok(m) => {
+            t.set(kind, RPS, m.per_sec);
+            t.set(
+                kind,
+                MBPS,
+                m.per_sec * crate::app::body_len("/16k") as f64 / 1e6,
+            );
+            if let (Some(p50), Some(p99)) = (m.latency.quantile(0.5), m.latency.quantile(0.99)) {
+                t.set(kind, P50, ms(p50));
+                t.set(kind, P99, ms(p99));
+            }
+            t.set(kind, ERRORS, m.errors as f64);
+            curve(env, kind, name, &m.latency, results);
+        }
+        Err(e) => t.note(kind, format!("failed: {e:#}")),
+    }
+}
+
+fn curve(env: &Env, kind: PathKind, name: &str, h: &Histogram, results: &mut Results) {
+    let _ = env;
+    results.curves.push(Curve {
+        link: LINK.to_string(),
+        scenario: name.to_string(),
+        path: kind,
+        points: h.percentile_curve(),
+    });
+}
+
+/// Measures every condition for the paths of the plan.
+pub fn run_all(setup: &Setup, results: &mut Results) -> Result<()> {
+    if let Some(why) = setup.programs.missing_for_loss() {
+        results
+            .problems
+            .push(format!("loss/RTT conditions skipped: {why}"));
+        return Ok(());
+    }
+    setup
+        .progress
+        .step(&format!("{LINK}: creating the namespaces (ferry-netem)"));
+    let topo = Topology::netem(LINK)?;
+    let app = App::start(&topo.server)?;
+    let env = Env {
+        topo: &topo,
+        app: &app,
+        plan: &setup.plan,
+        progress: &setup.progress,
+    };
+    let paths: Vec<PathKind> = setup
+        .paths
+        .iter()
+        .copied()
+        .filter(|p| {
+            !p.is_raw()
+                && (!setup.opts.quick
+                    || matches!(
+                        p,
+                        PathKind::Direct
+                            | PathKind::FerryQuic
+                            | PathKind::FerryH2
+                            | PathKind::Haproxy
+                    ))
+        })
+        .collect();
+    for (i, &kind) in paths.iter().enumerate() {
+        crate::interrupt::check()?;
+        if let Some(why) = setup.programs.missing_for(kind) {
+            for (loss, rtt) in conditions(setup) {
+                results
+                    .table(LINK, &scenario(loss, rtt), &metrics())
+                    .note(kind, why.clone());
+            }
+            continue;
+        }
+        let ctx = Ctx {
+            topo: &topo,
+            app: &app,
+            pair_pki: &setup.pair_pki,
+            ferry_pki: &setup.ferry_pki,
+            ferry: &setup.ferry,
+            programs: &setup.programs,
+            dir: setup.work.path().join(format!("netem-{i}-{}", kind.key())),
+        };
+        setup
+            .progress
+            .step(&format!("{LINK} · {}: starting", kind.label()));
+        let path = RunningPath::start(kind, &ctx);
+        let mut path = match path {
+            Ok(p) => p,
+            Err(e) => {
+                for (loss, rtt) in conditions(setup) {
+                    results
+                        .table(LINK, &scenario(loss, rtt), &metrics())
+                        .note(kind, format!("failed to start: {e:#}"));
+                }
+                continue;
+            }
+        };
+        let target = path.http.expect("HTTP entry");
+        for (loss, rtt) in conditions(setup) {
+            let name = scenario(loss, rtt);
+            setup
+                .progress
+                .step(&format!("{LINK} · {} · {name}", kind.label()));
+            let r = impair(&topo, loss, rtt).and_then(|imp| {
+                let dur = setup.plan.netem_secs;
+                let streams = setup.plan.netem_streams;
+                let r = topo.client.run_timeout(
+                    "loss/RTT load",
+                    dur + Duration::from_secs(90),
+                    async move { max_rate::run_path(target, "/16k", dur, streams, || {}).await },
+                );
+                drop(imp);
+                r
+            });
+            record(&env, kind, &name, r, results);
+            if let Err(e) = path.check_alive() {
+                results
+                    .table(LINK, &name, &metrics())
+                    .note(kind, format!("{e:#}"));
+                break;
+            }
+        }
+        drop(path);
+        // Handshakes where the RTT shows: 20 ms, no loss.
+        match impair(&topo, 0.0, 20) {
+            Ok(imp) => {
+                let ctx = Ctx {
+                    dir: ctx.dir.join("handshake"),
+                    ..ctx
+                };
+                handshake::run(&env, kind, &ctx, results);
+                drop(imp);
+            }
+            Err(e) => results.problems.push(format!("{e:#}")),
+        }
+    }
+    if let Some(t) = results
+        .tables
+        .iter_mut()
+        .find(|t| t.link == LINK && t.scenario == handshake::SCENARIO)
+    {
+        t.notes
+            .push("Measured with 20 ms RTT (10 ms each way) and no loss.".into());
+    }
+    Ok(())
+}

@@ -25,6 +25,18 @@ pub enum Command {
     /// Run the control plane (identity issuance and discovery over gRPC),
     /// or make a workload bootstrap token.
     Control(ControlArgs),
+    /// Run the multicluster gateway (relays end-to-end inner sessions).
+    Gateway(GatewayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// The gateway configuration file (TOML; see docs/configuration.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Args)]
@@ -222,6 +234,7 @@ impl Cli {
         match &self.command {
             Command::Edge(e) if e.command.is_none() => ("info", e.log_format),
             Command::Control(c) if c.command.is_none() => ("info", c.log_format),
+            Command::Gateway(g) => ("info", g.log_format),
             _ => ("warn", LogFormat::Text),
         }
     }
@@ -232,6 +245,7 @@ impl Cli {
             Command::Certs(certs) => certs.run(),
             Command::Edge(edge) => edge.run(),
             Command::Control(control) => control.run(),
+            Command::Gateway(gateway) => block_on(ferry_gateway::run(&gateway.config)),
         }
     }
 }

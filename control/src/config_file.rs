@@ -10,12 +10,10 @@ use serde::Deserialize;
 /// A configuration file that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file could not be read (the I/O error is in the message, not
+    /// chained again).
+    #[error("{path}: {error}")]
+    Read { path: String, error: std::io::Error },
     /// Syntax or type error; toml's message carries the line, column and key.
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
@@ -50,9 +48,9 @@ impl ConfigError {
 
 /// Reads and validates a TOML file into `T`.
 pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(T, String), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.display().to_string(),
-        source,
+        error,
     })?;
     let value = parse_toml(&text, path)?;
     Ok((value, text))

@@ -130,6 +130,7 @@ fn service(s: &api::Service) -> Service {
         protocol,
         endpoints,
         addresses: s.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
+        exported: s.exported,
     }
 }
 

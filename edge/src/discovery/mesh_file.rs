@@ -117,6 +117,7 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
                 })
                 .collect(),
             addresses: s.addresses.clone(),
+            exported: false,
         };
         if snapshot.services.contains_key(&service.authority) {
             return Err(invalid(

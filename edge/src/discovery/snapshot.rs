@@ -77,6 +77,10 @@ pub struct Service {
     pub protocol: Protocol,
     pub endpoints: Vec<Endpoint>,
     pub addresses: Vec<SocketAddr>,
+    /// Exported to linked clusters (reachable through this cluster's
+    /// gateway).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub exported: bool,
 }
 
 /// What an intercepted destination address is.
@@ -110,6 +114,17 @@ impl Snapshot {
 
     pub fn service(&self, authority: &str) -> Option<&Arc<Service>> {
         self.services.get(authority)
+    }
+
+    /// Whether `port` of the workload `me` serves an exported service (the
+    /// only ports streams relayed from another cluster may reach).
+    pub fn exports(&self, me: &SpiffeId, port: u16) -> bool {
+        self.services.values().any(|s| {
+            s.exported
+                && s.endpoints
+                    .iter()
+                    .any(|e| e.via.is_none() && &e.id == me && e.address.port() == port)
+        })
     }
 
     pub fn route(&self, addr: SocketAddr) -> Option<&AddrRoute> {

@@ -71,7 +71,7 @@ pub async fn serve(
         log(400, "malformed");
         return;
     };
-    if !authz.allows(&peer.id, target.port()) {
+    if !super::permitted(&ctx, authz, &peer, target.port()) {
         ctx.metrics.denied("http");
         tracing::warn!(client = %peer.id, port = target.port(), "request denied by policy");
         refuse(

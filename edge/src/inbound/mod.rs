@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ::http::{Method, StatusCode};
-use ferry_transport::tunnel::{parse_target, refuse, serve_connect, IncomingStream};
+use ferry_transport::tunnel::{parse_target, refuse, serve_connect, IncomingStream, PeerInfo};
 
 use crate::context::EdgeContext;
 use authz::Authorizer;
@@ -31,6 +31,24 @@ pub async fn handle(stream: IncomingStream, ctx: Arc<EdgeContext>) {
     }
 }
 
+/// The port's policy allows the caller, and a caller from another cluster
+/// (its stream relayed by a gateway) reaches only exported services.
+pub(crate) fn permitted(ctx: &EdgeContext, authz: &Authorizer, peer: &PeerInfo, port: u16) -> bool {
+    if !authz.allows(&peer.id, port) {
+        return false;
+    }
+    match &peer.via {
+        None => true,
+        Some(gateway) => {
+            let ok = ctx.discovery.snapshot().exports(&ctx.id(), port);
+            if !ok {
+                tracing::warn!(client = %peer.id, %gateway, port, "port serves no exported service; refused to a caller from another cluster");
+            }
+            ok
+        }
+    }
+}
+
 async fn tcp(stream: IncomingStream, ctx: Arc<EdgeContext>, authz: &Authorizer) {
     let start = Instant::now();
     let peer = stream.peer.clone();
@@ -41,7 +59,7 @@ async fn tcp(stream: IncomingStream, ctx: Arc<EdgeContext>, authz: &Authorizer) 
             return;
         }
     };
-    if !authz.allows(&peer.id, target.port()) {
+    if !permitted(&ctx, authz, &peer, target.port()) {
         ctx.metrics.denied("tcp");
         tracing::warn!(client = %peer.id, port = target.port(), "TCP stream denied by policy");
         stream.responder.reset();

@@ -1,9 +1,9 @@
 //! `Identity.Certify`: the bootstrap token names the workload identity; the
 //! CSR must ask for exactly that SPIFFE ID (one URI SAN, no DNS or IP SANs)
 //! and carry a valid self-signature. The CA from the mesh file signs a
-//! short-lived certificate over the CSR's public key, and the answer carries
-//! the trust bundles of this mesh and its linked clusters (federation); the private key never
-//! leaves the workload. A caller presenting a certificate (renewal) must be
+//! short-lived certificate over the CSR's public key; the answer carries the
+//! trust bundles of this mesh and of its linked clusters (federation). The
+//! private key never leaves the workload. A caller presenting a certificate (renewal) must be
 //! the identity its token names. Tokens never appear in logs.
 
 use rcgen::{CertificateSigningRequestParams, SanType};

@@ -68,10 +68,11 @@ fn renew_own(state: StateHandle, store: Arc<IdentityStore>, id: SpiffeId, stop: 
     tokio::spawn(async move {
         let trusted = |s: &MeshState| federation::bundles(&s.mesh, &s.ca);
         let mut last = trusted(&rx.borrow_and_update());
+        let renew_at = || tokio::time::Instant::now() + state.current().mesh.cert_ttl / 2;
+        let mut deadline = renew_at();
         loop {
-            let ttl = state.current().mesh.cert_ttl;
             tokio::select! {
-                _ = tokio::time::sleep(ttl / 2) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
                 changed = rx.changed() => {
                     if changed.is_err() {
                         return;
@@ -83,6 +84,7 @@ fn renew_own(state: StateHandle, store: Arc<IdentityStore>, id: SpiffeId, stop: 
                 _ = stop.cancelled() => return,
             }
             let current = state.current();
+            deadline = renew_at();
             match own_material(&current, &id) {
                 Ok(m) => {
                     last = trusted(&current);

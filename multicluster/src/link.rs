@@ -12,6 +12,7 @@ use ferry_control::mesh::Link;
 use ferry_control::metrics::ControlMetrics;
 use ferry_transport::tls::ALPN_H2;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::hub::Hub;
 use crate::probe::{probe, Health};
@@ -24,15 +25,16 @@ pub fn spawn(hub: Hub, link: Link, generation: u64, stop: CancellationToken) {
     let cluster = link.cluster.clone();
     let watcher = hub.clone();
     let watch_stop = stop.clone();
-    tokio::spawn(async move {
+    let span = tracing::info_span!("link", cluster = %link.cluster);
+    tokio::spawn(
         watch(
             channel,
             Vec::new(),
             move |update| watcher.apply(&cluster, generation, update),
             watch_stop,
         )
-        .await;
-    });
+        .instrument(span),
+    );
     tokio::spawn(probe_loop(hub, link, generation, stop));
 }
 

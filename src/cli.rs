@@ -81,7 +81,9 @@ impl ControlArgs {
                     listen: self.listen,
                     admin: self.admin,
                 };
-                block_on(ferry_control::run(&config, overrides))?;
+                block_on(ferry_control::run_with(&config, overrides, |control| {
+                    ferry_multicluster::start(control);
+                }))?;
                 Ok(())
             }
         }

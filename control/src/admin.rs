@@ -95,7 +95,7 @@ fn route(req: &Request<Incoming>, admin: &AdminState) -> Response<Full<Bytes>> {
                 s.version,
                 s.mesh.trust_domain,
                 s.mesh.workloads.len(),
-                s.mesh.services.len()
+                s.services.len()
             );
             respond(StatusCode::OK, "application/json", body)
         }

@@ -1,8 +1,10 @@
 //! `Discovery.Watch`: the first message is the whole state the caller asked
 //! for (`reset`), then one message per change with only the services that
 //! changed or went away, and the caller's inbound policy whenever it
-//! changed. The caller must present its SVID: its SPIFFE ID picks the
-//! policy. A watcher that fell behind by more than one version diffs
+//! changed, and the linked trust domains with every full state. The caller
+//! must present its SVID: its SPIFFE ID picks the policy; a caller from a
+//! linked trust domain (another cluster's control plane) sees only the
+//! exported services, with their local endpoints, and no policy. A watcher that fell behind by more than one version diffs
 //! against what it last sent, so it never misses a change.
 
 use std::collections::BTreeSet;
@@ -15,7 +17,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use crate::api::discovery_server::Discovery;
-use crate::api::{InboundPolicy, WatchRequest, WatchUpdate};
+use crate::api::{InboundPolicy, Service, WatchRequest, WatchUpdate};
 use crate::metrics::ControlMetrics;
 use crate::state::{Delta, MeshState, StateHandle};
 use crate::tls_incoming::PeerInfo;
@@ -33,91 +35,131 @@ pub struct DiscoveryService {
 
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<WatchUpdate, Status>> + Send>>;
 
-/// Which services a watcher wants.
-#[derive(Debug, Clone)]
-struct Filter(Option<BTreeSet<String>>);
-
-impl Filter {
-    fn wants(&self, authority: &str) -> bool {
-        self.0.as_ref().is_none_or(|set| set.contains(authority))
-    }
-}
-
-fn policy_of(state: &MeshState, id: &SpiffeId) -> InboundPolicy {
-    state.mesh.policies.get(id).cloned().unwrap_or_default()
-}
-
 /// Services per message of a full state: a message (and the buffer the
 /// stream keeps for it) stays small however large the mesh is.
 pub const SERVICES_PER_PART: usize = 256;
 
-/// The whole state as one update, in parts of [`SERVICES_PER_PART`].
-fn full(state: &MeshState, filter: &Filter, id: &SpiffeId) -> Vec<WatchUpdate> {
-    let services: Vec<_> = state
-        .mesh
-        .services
-        .iter()
-        .filter(|(k, _)| filter.wants(k))
-        .map(|(_, s)| s.clone())
-        .collect();
-    let mut parts: Vec<WatchUpdate> = services
-        .chunks(SERVICES_PER_PART)
-        .map(|chunk| WatchUpdate {
-            version: state.version,
-            reset: true,
-            services: chunk.to_vec(),
-            partial: true,
-            ..Default::default()
-        })
-        .collect();
-    if parts.is_empty() {
-        parts.push(WatchUpdate {
-            version: state.version,
-            reset: true,
-            ..Default::default()
-        });
-    }
-    let last = parts.last_mut().expect("at least one part");
-    last.partial = false;
-    last.policy = Some(policy_of(state, id));
-    parts
+/// What one watcher sees: the services it asked for (all if none); a
+/// linked cluster's control plane sees only exported services, their local
+/// endpoints, and no policy.
+#[derive(Debug, Clone)]
+struct View {
+    authorities: Option<BTreeSet<String>>,
+    linked: bool,
+    id: SpiffeId,
 }
 
-/// The update from what the watcher has (`old`) to `new`, or `None` if
-/// nothing it watches changed.
-fn update(old: &MeshState, new: &MeshState, filter: &Filter, id: &SpiffeId) -> Option<WatchUpdate> {
-    let computed;
-    let delta = match &new.delta {
-        Some(d) if d.from == old.version => d,
-        _ => {
-            computed = Delta::between(old.version, &old.mesh, &new.mesh);
-            &computed
+impl View {
+    fn service(&self, state: &MeshState, authority: &str) -> Option<Service> {
+        if !self
+            .authorities
+            .as_ref()
+            .is_none_or(|set| set.contains(authority))
+        {
+            return None;
         }
-    };
-    let services: Vec<_> = delta
-        .changed
-        .iter()
-        .filter(|a| filter.wants(a))
-        .filter_map(|a| new.mesh.services.get(a).cloned())
-        .collect();
-    let removed: Vec<String> = delta
-        .removed
-        .iter()
-        .filter(|a| filter.wants(a))
-        .cloned()
-        .collect();
-    let policy = delta.policies.contains(id).then(|| policy_of(new, id));
-    if services.is_empty() && removed.is_empty() && policy.is_none() {
-        return None;
+        let service = state.services.get(authority)?;
+        if !self.linked {
+            return Some(service.clone());
+        }
+        service.exported.then(|| Service {
+            endpoints: service
+                .endpoints
+                .iter()
+                .filter(|e| e.cluster.is_empty() && !e.failover)
+                .cloned()
+                .collect(),
+            ..service.clone()
+        })
     }
-    Some(WatchUpdate {
-        version: new.version,
-        reset: false,
-        services,
-        removed,
-        policy,
-        ..Default::default()
-    })
+
+    fn policy(&self, state: &MeshState) -> Option<InboundPolicy> {
+        (!self.linked).then(|| {
+            state
+                .mesh
+                .policies
+                .get(&self.id)
+                .cloned()
+                .unwrap_or_default()
+        })
+    }
+
+    /// The whole state as one update, in parts of [`SERVICES_PER_PART`]; the
+    /// last part carries the policy and the linked trust domains.
+    fn full(&self, state: &MeshState) -> Vec<WatchUpdate> {
+        let services: Vec<Service> = state
+            .services
+            .keys()
+            .filter_map(|a| self.service(state, a))
+            .collect();
+        let mut parts: Vec<WatchUpdate> = services
+            .chunks(SERVICES_PER_PART)
+            .map(|chunk| WatchUpdate {
+                version: state.version,
+                reset: true,
+                services: chunk.to_vec(),
+                partial: true,
+                ..Default::default()
+            })
+            .collect();
+        if parts.is_empty() {
+            parts.push(WatchUpdate {
+                version: state.version,
+                reset: true,
+                ..Default::default()
+            });
+        }
+        let last = parts.last_mut().expect("at least one part");
+        last.partial = false;
+        last.policy = self.policy(state);
+        last.linked_trust_domains = state.linked_trust_domains();
+        parts
+    }
+
+    /// The messages that take the watcher from what it has (`old`) to
+    /// `new`: none if nothing it sees changed, one delta, or — when the
+    /// linked trust domains changed (an empty list would otherwise read as
+    /// "unchanged") — the whole state again.
+    fn update(&self, old: &MeshState, new: &MeshState) -> Vec<WatchUpdate> {
+        let computed;
+        let delta = match &new.delta {
+            Some(d) if d.from == old.version => d,
+            _ => {
+                computed = Delta::between(old, new);
+                &computed
+            }
+        };
+        if delta.links {
+            return self.full(new);
+        }
+        let mut services = Vec::new();
+        let mut removed = Vec::new();
+        for a in delta.changed.iter().chain(&delta.removed) {
+            let was = self.service(old, a);
+            match self.service(new, a) {
+                Some(now) if was.as_ref() != Some(&now) => services.push(now),
+                Some(_) => {}
+                None if was.is_some() => removed.push(a.clone()),
+                None => {}
+            }
+        }
+        let policy = if delta.policies.contains(&self.id) {
+            self.policy(new)
+        } else {
+            None
+        };
+        if services.is_empty() && removed.is_empty() && policy.is_none() {
+            return Vec::new();
+        }
+        vec![WatchUpdate {
+            version: new.version,
+            reset: false,
+            services,
+            removed,
+            policy,
+            ..Default::default()
+        }]
+    }
 }
 
 /// Counts an open watch stream for as long as it lives.
@@ -150,19 +192,24 @@ impl Discovery for DiscoveryService {
                 req.authorities.len()
             )));
         }
-        let filter =
-            Filter((!req.authorities.is_empty()).then(|| req.authorities.into_iter().collect()));
         let mut rx = self.state.subscribe();
+        let linked = rx.borrow().is_linked(&id);
+        let view = View {
+            authorities: (!req.authorities.is_empty())
+                .then(|| req.authorities.into_iter().collect()),
+            linked,
+            id: id.clone(),
+        };
         let (tx, out) = mpsc::channel::<Result<WatchUpdate, Status>>(4);
         let metrics = self.metrics.clone();
         let stop = self.stop.clone();
         metrics.watchers.inc();
         let gauge = WatcherGauge(metrics.clone());
-        tracing::info!(peer = %addr, %id, "watch started");
+        tracing::info!(peer = %addr, %id, linked, "watch started");
         tokio::spawn(async move {
             let _gauge = gauge;
             let mut sent: Arc<MeshState> = rx.borrow_and_update().clone();
-            for part in full(&sent, &filter, &id) {
+            for part in view.full(&sent) {
                 if tx.send(Ok(part)).await.is_err() {
                     return;
                 }
@@ -178,9 +225,12 @@ impl Discovery for DiscoveryService {
                     _ = stop.cancelled() => return,
                 }
                 let latest = rx.borrow_and_update().clone();
-                if let Some(u) = update(&sent, &latest, &filter, &id) {
-                    if tx.send(Ok(u)).await.is_err() {
-                        return;
+                let parts = view.update(&sent, &latest);
+                if !parts.is_empty() {
+                    for part in parts {
+                        if tx.send(Ok(part)).await.is_err() {
+                            return;
+                        }
                     }
                     metrics.updates_sent.inc();
                 }

@@ -1,8 +1,9 @@
 //! `Identity.Certify`: the bootstrap token names the workload identity; the
 //! CSR must ask for exactly that SPIFFE ID (one URI SAN, no DNS or IP SANs)
 //! and carry a valid self-signature. The CA from the mesh file signs a
-//! short-lived certificate over the CSR's public key; the private key never
-//! leaves the workload. A caller presenting a certificate (renewal) must be
+//! short-lived certificate over the CSR's public key; the answer carries the
+//! trust bundles of this mesh and of its linked clusters (federation). The
+//! private key never leaves the workload. A caller presenting a certificate (renewal) must be
 //! the identity its token names. Tokens never appear in logs.
 
 use rcgen::{CertificateSigningRequestParams, SanType};
@@ -11,7 +12,8 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use crate::api::identity_server::Identity;
-use crate::api::{CertifyRequest, CertifyResponse, TrustBundle};
+use crate::api::{CertifyRequest, CertifyResponse};
+use crate::federation;
 use crate::metrics::ControlMetrics;
 use crate::state::StateHandle;
 use crate::tls_incoming::PeerInfo;
@@ -120,11 +122,8 @@ impl Identity for IdentityService {
         self.metrics.certificates_issued.inc();
         tracing::info!(peer = %addr, %id, not_after, "certificate issued");
         Ok(Response::new(CertifyResponse {
-            chain_der: vec![leaf, ca_der.clone()],
-            bundles: vec![TrustBundle {
-                trust_domain: state.mesh.trust_domain.to_string(),
-                roots_der: vec![ca_der],
-            }],
+            chain_der: vec![leaf, ca_der],
+            bundles: federation::bundles(&state.mesh, &state.ca),
             not_after_unix: not_after,
         }))
     }

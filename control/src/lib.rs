@@ -6,6 +6,8 @@
 //!   authorized by bootstrap tokens.
 //! - [`discovery_service`]: `Discovery.Watch`, the endpoint sets and each
 //!   workload's inbound policy, streamed with every change.
+//! - [`federation`] and [`imports`]: linked clusters' trust bundles, and
+//!   the services imported from them (by `ferry-multicluster`).
 //! - [`client`]: what edges use: certification with renewal, and watching.
 //! - [`server`]: `ferry control`, serving all of it on TLS 1.3.
 //!
@@ -16,8 +18,10 @@ pub mod api;
 pub mod client;
 pub mod config_file;
 pub mod discovery_service;
+pub mod federation;
 pub mod file_poller;
 pub mod identity_service;
+pub mod imports;
 pub mod mesh;
 pub mod metrics;
 pub mod policy;
@@ -51,6 +55,16 @@ pub enum ControlError {
 
 /// `ferry control --config FILE`: serves until SIGTERM or SIGINT.
 pub async fn run(mesh_path: &Path, overrides: Overrides) -> Result<(), ControlError> {
+    run_with(mesh_path, overrides, |_| {}).await
+}
+
+/// [`run`], calling `extend` once the control plane is ready (the CLI
+/// starts the multicluster links there).
+pub async fn run_with(
+    mesh_path: &Path,
+    overrides: Overrides,
+    extend: impl FnOnce(&RunningControl),
+) -> Result<(), ControlError> {
     use tokio::signal::unix::{signal, SignalKind};
     let handler = |kind, name: &str| {
         signal(kind).map_err(|e| ControlError::Other(format!("installing the {name} handler: {e}")))
@@ -58,6 +72,7 @@ pub async fn run(mesh_path: &Path, overrides: Overrides) -> Result<(), ControlEr
     let mut term = handler(SignalKind::terminate(), "SIGTERM")?;
     let mut int = handler(SignalKind::interrupt(), "SIGINT")?;
     let control = RunningControl::start(mesh_path, overrides).await?;
+    extend(&control);
     println!("{}", control.ready_line());
     let token = control.shutdown_token();
     tokio::spawn(async move {

@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_transport::identity::pki::CertificateAuthority;
-use ferry_transport::identity::{IdentityStore, Material, SpiffeId, TrustBundles};
+use ferry_transport::identity::{IdentityStore, Material, SpiffeId};
 use ferry_transport::metrics::transport::TransportMetrics;
 use ferry_transport::tls::{TlsConfigs, ALPN_H2};
 use prometheus_client::registry::Registry;
@@ -21,8 +20,8 @@ use crate::api::identity_server::IdentityServer;
 use crate::discovery_service::DiscoveryService;
 use crate::identity_service::{IdentityService, MAX_CSR_BYTES};
 use crate::metrics::ControlMetrics;
-use crate::state::StateHandle;
-use crate::{admin, mesh, tls_incoming, ControlError};
+use crate::state::{MeshState, StateHandle};
+use crate::{admin, federation, mesh, tls_incoming, ControlError};
 
 /// Where to listen, overriding the mesh file (tests bind port 0).
 #[derive(Debug, Clone, Default)]
@@ -36,22 +35,20 @@ pub struct RunningControl {
     pub grpc: SocketAddr,
     pub admin: SocketAddr,
     pub id: SpiffeId,
+    state: StateHandle,
+    tls: Arc<TlsConfigs>,
+    metrics: ControlMetrics,
     stop: CancellationToken,
     served: tokio::task::JoinHandle<()>,
 }
 
-/// The control plane's own certificate, from its own CA.
-fn own_material(
-    ca: &CertificateAuthority,
-    id: &SpiffeId,
-    ttl: Duration,
-) -> Result<Material, ControlError> {
-    let issued = ca.issue(id, ttl).map_err(|e| {
+/// The control plane's own certificate, from its own CA, trusting this
+/// mesh's and every linked cluster's bundle.
+fn own_material(state: &MeshState, id: &SpiffeId) -> Result<Material, ControlError> {
+    let issued = state.ca.issue(id, state.mesh.cert_ttl).map_err(|e| {
         ControlError::Identity(format!("issuing the control plane's certificate: {e}"))
     })?;
-    let mut bundles = TrustBundles::default();
-    bundles
-        .add_pem(issued.bundle_pem.as_bytes(), "the mesh CA")
+    let bundles = federation::trust(&federation::bundles(&state.mesh, &state.ca))
         .map_err(|e| ControlError::Identity(e.to_string()))?;
     Material::from_pem(
         issued.cert_chain_pem.as_bytes(),
@@ -63,19 +60,36 @@ fn own_material(
     .map_err(|e| ControlError::Identity(e.to_string()))
 }
 
-/// Renews the control plane's own certificate at half its lifetime, from
-/// the CA of the current state (which may have been replaced by a reload).
+/// Renews the control plane's own certificate at half its lifetime, and
+/// whenever a reload changes the CA or the linked bundles, from the
+/// current state.
 fn renew_own(state: StateHandle, store: Arc<IdentityStore>, id: SpiffeId, stop: CancellationToken) {
+    let mut rx = state.subscribe();
     tokio::spawn(async move {
+        let trusted = |s: &MeshState| federation::bundles(&s.mesh, &s.ca);
+        let mut last = trusted(&rx.borrow_and_update());
+        let renew_at = || tokio::time::Instant::now() + state.current().mesh.cert_ttl / 2;
+        let mut deadline = renew_at();
         loop {
-            let ttl = state.current().mesh.cert_ttl;
             tokio::select! {
-                _ = tokio::time::sleep(ttl / 2) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if trusted(&rx.borrow_and_update()) == last {
+                        continue;
+                    }
+                }
                 _ = stop.cancelled() => return,
             }
             let current = state.current();
-            match own_material(&current.ca, &id, current.mesh.cert_ttl) {
-                Ok(m) => store.set(m),
+            deadline = renew_at();
+            match own_material(&current, &id) {
+                Ok(m) => {
+                    last = trusted(&current);
+                    store.set(m);
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "renewing the control plane's certificate failed")
                 }
@@ -93,8 +107,8 @@ impl RunningControl {
         let admin_addr = overrides.admin.unwrap_or(loaded.mesh.admin);
         let id = loaded.mesh.control_id.clone();
         let reload_interval = loaded.mesh.reload_interval;
-        let material = own_material(&loaded.ca, &id, loaded.mesh.cert_ttl)?;
         let state = StateHandle::new(loaded);
+        let material = own_material(&state.current(), &id)?;
         let stop = CancellationToken::new();
 
         let metrics = ControlMetrics::default();
@@ -107,6 +121,7 @@ impl RunningControl {
         let store = IdentityStore::new(material);
         renew_own(state.clone(), store.clone(), id.clone(), stop.clone());
         let tls = TlsConfigs::new(store, transport_metrics);
+        let server_tls = tls.clone();
         let bind = |what: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -155,7 +170,7 @@ impl RunningControl {
         .max_decoding_message_size(1024 * 1024);
         let incoming = tls_incoming::incoming(
             listener,
-            move || tls_incoming::acceptor(tls.server_optional_client_auth(ALPN_H2)),
+            move || tls_incoming::acceptor(server_tls.server_optional_client_auth(ALPN_H2)),
             stop.clone(),
         );
         let shutdown = stop.clone();
@@ -178,6 +193,9 @@ impl RunningControl {
             grpc,
             admin,
             id,
+            state,
+            tls,
+            metrics,
             stop,
             served,
         })
@@ -202,6 +220,21 @@ impl RunningControl {
         {
             abort.abort();
         }
+    }
+
+    /// The served state (extensions such as links publish imports here).
+    pub fn state(&self) -> &StateHandle {
+        &self.state
+    }
+
+    /// The control plane's own TLS identity (its SVID, renewed, trusting
+    /// this mesh and its linked clusters), for calls to other control planes.
+    pub fn tls(&self) -> &Arc<TlsConfigs> {
+        &self.tls
+    }
+
+    pub fn metrics(&self) -> &ControlMetrics {
+        &self.metrics
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {

@@ -1,9 +1,12 @@
 //! The state the control plane serves, versioned: every valid mesh file
 //! becomes a new [`MeshState`] published on a watch channel, with the delta
-//! from the previous version computed once for every watcher. The reloader
-//! polls the file; an invalid file is logged and the last good state kept.
+//! from the previous version computed once for every watcher. The served
+//! services are the mesh file's merged with the imports from linked
+//! clusters; a new mesh file or new imports each make a new version. The
+//! reloader polls the file; an invalid file is logged and the last good
+//! state kept.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +15,9 @@ use ferry_transport::identity::pki::CertificateAuthority;
 use ferry_transport::identity::SpiffeId;
 use tokio::sync::watch;
 
+use crate::api;
 use crate::file_poller::FilePoller;
+use crate::imports::{merge, Imports};
 use crate::mesh::{self, Loaded, Mesh};
 use crate::metrics::ControlMetrics;
 
@@ -27,11 +32,13 @@ pub struct Delta {
     pub removed: BTreeSet<String>,
     /// Identities whose inbound policy changed.
     pub policies: BTreeSet<SpiffeId>,
+    /// Whether the linked trust domains changed.
+    pub links: bool,
 }
 
 impl Delta {
-    /// The difference between two meshes.
-    pub fn between(from: u64, old: &Mesh, new: &Mesh) -> Delta {
+    /// The difference between two states.
+    pub fn between(old: &MeshState, new: &MeshState) -> Delta {
         let changed = new
             .services
             .iter()
@@ -44,18 +51,19 @@ impl Delta {
             .filter(|k| !new.services.contains_key(*k))
             .cloned()
             .collect();
-        let policies = old
-            .policies
+        let (old_p, new_p) = (&old.mesh.policies, &new.mesh.policies);
+        let policies = old_p
             .keys()
-            .chain(new.policies.keys())
-            .filter(|id| old.policies.get(*id) != new.policies.get(*id))
+            .chain(new_p.keys())
+            .filter(|id| old_p.get(*id) != new_p.get(*id))
             .cloned()
             .collect();
         Delta {
-            from,
+            from: old.version,
             changed,
             removed,
             policies,
+            links: old.linked_trust_domains() != new.linked_trust_domains(),
         }
     }
 }
@@ -66,8 +74,42 @@ pub struct MeshState {
     pub version: u64,
     pub mesh: Mesh,
     pub ca: Arc<CertificateAuthority>,
+    /// What the links currently bring in.
+    pub imports: Arc<Imports>,
+    /// What is served: the mesh file's services merged with the imports.
+    pub services: BTreeMap<String, api::Service>,
     /// From the previous version (absent for the first).
     pub delta: Option<Delta>,
+}
+
+impl MeshState {
+    fn new(version: u64, mesh: Mesh, ca: Arc<CertificateAuthority>, imports: Arc<Imports>) -> Self {
+        Self {
+            version,
+            services: merge(&mesh, &imports),
+            mesh,
+            ca,
+            imports,
+            delta: None,
+        }
+    }
+
+    /// The trust domains of the linked clusters.
+    pub fn linked_trust_domains(&self) -> Vec<String> {
+        self.mesh
+            .links
+            .iter()
+            .map(|l| l.trust_domain.to_string())
+            .collect()
+    }
+
+    /// Whether `id` belongs to a linked cluster.
+    pub fn is_linked(&self, id: &SpiffeId) -> bool {
+        self.mesh
+            .links
+            .iter()
+            .any(|l| &l.trust_domain == id.trust_domain())
+    }
 }
 
 /// The publisher of [`MeshState`]s.
@@ -78,12 +120,7 @@ pub struct StateHandle {
 
 impl StateHandle {
     pub fn new(loaded: Loaded) -> Self {
-        let state = MeshState {
-            version: 1,
-            mesh: loaded.mesh,
-            ca: loaded.ca,
-            delta: None,
-        };
+        let state = MeshState::new(1, loaded.mesh, loaded.ca, Arc::default());
         Self {
             tx: Arc::new(watch::channel(Arc::new(state)).0),
         }
@@ -97,25 +134,50 @@ impl StateHandle {
         self.tx.subscribe()
     }
 
-    /// Publishes a new version; returns it.
+    /// Publishes the next version, built by `next` from the current one
+    /// (atomically: reloads and imports never lose each other's changes),
+    /// unless `next` returns `None`. Returns the version published.
+    fn advance(
+        &self,
+        next: impl FnOnce(&MeshState) -> Option<(Mesh, Arc<CertificateAuthority>, Arc<Imports>)>,
+    ) -> Option<u64> {
+        let mut published = None;
+        self.tx.send_if_modified(|current| {
+            let Some((mesh, ca, imports)) = next(current) else {
+                return false;
+            };
+            let mut state = MeshState::new(current.version + 1, mesh, ca, imports);
+            let delta = Delta::between(current, &state);
+            tracing::info!(
+                version = state.version,
+                changed = delta.changed.len(),
+                removed = delta.removed.len(),
+                policies = delta.policies.len(),
+                "mesh state published"
+            );
+            state.delta = Some(delta);
+            published = Some(state.version);
+            *current = Arc::new(state);
+            true
+        });
+        published
+    }
+
+    /// Publishes a new mesh file (the imports stay); returns its version.
     pub fn publish(&self, loaded: Loaded) -> u64 {
-        let old = self.current();
-        let version = old.version + 1;
-        let delta = Delta::between(old.version, &old.mesh, &loaded.mesh);
-        tracing::info!(
-            version,
-            changed = delta.changed.len(),
-            removed = delta.removed.len(),
-            policies = delta.policies.len(),
-            "mesh state published"
-        );
-        self.tx.send_replace(Arc::new(MeshState {
-            version,
-            mesh: loaded.mesh,
-            ca: loaded.ca,
-            delta: Some(delta),
-        }));
-        version
+        self.advance(|current| Some((loaded.mesh, loaded.ca, current.imports.clone())))
+            .expect("a mesh file is always published")
+    }
+
+    /// Replaces the imports; publishes a new version (returned) if they
+    /// changed (watchers hear only of the services that did).
+    pub fn set_imports(&self, imports: Imports) -> Option<u64> {
+        self.advance(|current| {
+            if *current.imports == imports {
+                return None;
+            }
+            Some((current.mesh.clone(), current.ca.clone(), Arc::new(imports)))
+        })
     }
 
     /// Polls the mesh file every `interval` and publishes every valid

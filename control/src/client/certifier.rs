@@ -157,17 +157,8 @@ impl Certifier {
             .into_iter()
             .map(CertificateDer::from)
             .collect();
-        let mut bundles = TrustBundles::default();
-        for b in answer.bundles {
-            for root in b.roots_der {
-                bundles
-                    .add_der(
-                        CertificateDer::from(root),
-                        &format!("the {} bundle", b.trust_domain),
-                    )
-                    .map_err(|e| CertifyError::Answer(e.to_string()))?;
-            }
-        }
+        let bundles = crate::federation::trust(&answer.bundles)
+            .map_err(|e| CertifyError::Answer(e.to_string()))?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let material = Material::from_der(
             chain,

@@ -1,5 +1,6 @@
 //! The mesh file as written (TOML): the trust domain and its CA, the
-//! control plane's own settings, workloads, services and inbound policies.
+//! control plane's own settings, the cluster's name and its links to other
+//! clusters, workloads, services and inbound policies.
 //! Only shapes and types here; [`super::validate`] checks the meaning.
 
 use std::collections::BTreeMap;
@@ -16,6 +17,9 @@ use crate::config_file::{SpiffeIdValue, TrustDomainValue};
 pub struct MeshFile {
     /// The trust domain of this mesh; the CA's must be the same.
     pub trust_domain: TrustDomainValue,
+    /// This cluster's name (a DNS label; default `local`).
+    #[serde(default)]
+    pub cluster: Option<String>,
     pub ca: CaSection,
     #[serde(default)]
     pub certificates: CertificatesSection,
@@ -27,6 +31,42 @@ pub struct MeshFile {
     pub services: Vec<ServiceDecl>,
     #[serde(default)]
     pub policies: Vec<PolicyDecl>,
+    /// Other clusters whose exported services this one imports.
+    #[serde(default)]
+    pub links: Vec<LinkDecl>,
+}
+
+/// A link to another cluster (its control plane, gateway and CA).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkDecl {
+    /// The linked cluster's name (a DNS label, unique among links).
+    pub cluster: String,
+    /// Its trust domain (not this mesh's).
+    pub trust_domain: TrustDomainValue,
+    /// Its control plane's gRPC address.
+    pub control: SocketAddr,
+    /// Its control plane's SPIFFE ID (default
+    /// `spiffe://<its trust domain>/ns/ferry-system/sa/control`).
+    #[serde(default)]
+    pub control_id: Option<SpiffeIdValue>,
+    /// Its gateway's tunnel address.
+    pub gateway: SocketAddr,
+    /// Its gateway's SPIFFE ID (default
+    /// `spiffe://<its trust domain>/ns/ferry-system/sa/gateway`).
+    #[serde(default)]
+    pub gateway_id: Option<SpiffeIdValue>,
+    /// Its gateway's admin address, probed with `GET /ready`.
+    pub gateway_health: SocketAddr,
+    /// A PEM file with its CA certificate(s), relative to the mesh file.
+    pub bundle: PathBuf,
+    /// How often the gateway is probed.
+    #[serde(default = "default_probe", with = "humantime_serde")]
+    pub probe_interval: Duration,
+}
+
+fn default_probe() -> Duration {
+    Duration::from_secs(1)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +168,10 @@ pub struct ServiceDecl {
     /// Linked clusters may reach it through this cluster's gateway.
     #[serde(default)]
     pub export: bool,
+    /// When no local endpoint is available, the linked clusters' services
+    /// of the same name and namespace back this one.
+    #[serde(default)]
+    pub failover: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,12 +1,13 @@
 //! The mesh file, the control plane's source of truth: the trust domain and
-//! its CA, workloads (identity, addresses, ports, bootstrap token hash),
+//! its CA, the cluster's name and links, workloads (identity, addresses, ports, bootstrap token hash),
 //! services and inbound policies. [`load`] reads and validates it into a
 //! [`Mesh`]; an invalid file is refused as a whole with every error located.
 
 pub mod file;
+pub mod links;
 pub mod validate;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +15,8 @@ use std::time::Duration;
 
 use ferry_transport::identity::pki::CertificateAuthority;
 use ferry_transport::identity::{SpiffeId, TrustDomain};
+
+pub use links::Link;
 
 use crate::api;
 use crate::config_file::{line_of_key, load_toml, ConfigError};
@@ -32,6 +35,12 @@ pub struct Workload {
 #[derive(Debug, Clone)]
 pub struct Mesh {
     pub trust_domain: TrustDomain,
+    /// This cluster's name (`local` unless set).
+    pub cluster: String,
+    /// Linked clusters, in file order.
+    pub links: Vec<Link>,
+    /// Authorities of the services backed by linked clusters as failover.
+    pub failover: BTreeSet<String>,
     pub ca_dir: PathBuf,
     pub cert_ttl: Duration,
     pub listen: SocketAddr,

@@ -7,19 +7,20 @@ use std::path::Path;
 use ferry_transport::identity::{SpiffeId, TrustDomain};
 
 use super::file::{MeshFile, ProtocolDecl, TargetPort};
+use super::links::{system_id, validate_links};
 use super::{Mesh, Workload};
 use crate::api;
 use crate::config_file::{line_of_array_key, line_of_key, ConfigError};
 
 /// Collects located errors for one file.
-struct Errors<'a> {
+pub(super) struct Errors<'a> {
     path: &'a Path,
     text: &'a str,
     found: Vec<ConfigError>,
 }
 
 impl Errors<'_> {
-    fn at(&mut self, line: usize, field: String, message: String) {
+    pub(super) fn at(&mut self, line: usize, field: String, message: String) {
         self.found.push(ConfigError::Invalid {
             path: self.path.display().to_string(),
             line,
@@ -29,13 +30,20 @@ impl Errors<'_> {
     }
 
     /// An error in the `index`-th `[[table]]`, at its `key`.
-    fn in_table(&mut self, table: &str, index: usize, key: &str, field: String, message: String) {
+    pub(super) fn in_table(
+        &mut self,
+        table: &str,
+        index: usize,
+        key: &str,
+        field: String,
+        message: String,
+    ) {
         let line = line_of_array_key(self.text, table, index, key);
         self.at(line, field, message);
     }
 }
 
-fn valid_label(s: &str) -> bool {
+pub(super) fn valid_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.chars()
@@ -86,9 +94,17 @@ pub fn validate(file: MeshFile, path: &Path, text: &str) -> Result<Mesh, ConfigE
             }
             id.0.clone()
         }
-        None => SpiffeId::parse(&format!("spiffe://{td}/ns/ferry-system/sa/control"))
-            .expect("a valid trust domain makes a valid ID"),
+        None => system_id(&td, "control"),
     };
+    let cluster = file.cluster.clone().unwrap_or_else(|| "local".into());
+    if !valid_label(&cluster) {
+        errors.at(
+            line_of_key(text, "cluster"),
+            "cluster".into(),
+            format!("{cluster:?} is not a DNS label (a-z, 0-9, '-')"),
+        );
+    }
+    let links = validate_links(&file.links, &td, &cluster, base, &mut errors);
     if file.certificates.ttl < std::time::Duration::from_secs(1) {
         errors.at(
             line_of_key(text, "ttl"),
@@ -176,6 +192,7 @@ pub fn validate(file: MeshFile, path: &Path, text: &str) -> Result<Mesh, ConfigE
 
     // Services.
     let mut services: BTreeMap<String, api::Service> = BTreeMap::new();
+    let mut failover = BTreeSet::new();
     // service `name.namespace` → (port → authority) for policies.
     let mut service_ports: HashMap<String, BTreeMap<u16, Vec<(SpiffeId, u16)>>> = HashMap::new();
     let mut port_table_index = 0;
@@ -296,6 +313,9 @@ pub fn validate(file: MeshFile, path: &Path, text: &str) -> Result<Mesh, ConfigE
                 });
             }
             let authority = format!("{key}:{}", p.port);
+            if s.failover {
+                failover.insert(authority.clone());
+            }
             services.insert(
                 authority.clone(),
                 api::Service {
@@ -390,6 +410,9 @@ pub fn validate(file: MeshFile, path: &Path, text: &str) -> Result<Mesh, ConfigE
     }
     Ok(Mesh {
         trust_domain: td,
+        cluster,
+        links,
+        failover,
         ca_dir,
         cert_ttl: file.certificates.ttl,
         listen: file.control.listen,

@@ -25,6 +25,9 @@ pub(crate) enum RecvInner {
     QuicClient(h3::client::RequestStream<QuicRecv, Bytes>),
     QuicServer(h3::server::RequestStream<QuicRecv, Bytes>),
     H2(h2::RecvStream),
+    /// A QUIC receive half given up by [`RecvBody::stop`]: the stream was
+    /// dropped, which makes quinn send STOP_SENDING.
+    QuicStopped,
 }
 
 /// The sending half of a stream.
@@ -158,6 +161,7 @@ impl RecvBody {
                     Some(b)
                 }
             },
+            RecvInner::QuicStopped => None,
         };
         if chunk.is_none() {
             self.done = true;
@@ -171,15 +175,23 @@ impl RecvBody {
             RecvInner::QuicClient(s) => Ok(s.recv_trailers().await?),
             RecvInner::QuicServer(s) => Ok(s.recv_trailers().await?),
             RecvInner::H2(s) => Ok(s.trailers().await?),
+            RecvInner::QuicStopped => Ok(None),
         }
     }
 
     /// Tells the peer to stop sending (we will not read any more).
+    ///
+    /// Over QUIC the stream is dropped rather than stopped through h3: h3's
+    /// `recv_data` may hand out buffered data while a read of the underlying
+    /// stream is still in flight, and h3-quinn's `stop_sending` then panics
+    /// (it unwraps the stream that read holds). A quinn receive stream
+    /// dropped before its end sends STOP_SENDING itself, so the peer learns
+    /// the same thing. Over HTTP/2, h2 resets the stream when both halves
+    /// are gone.
     pub fn stop(&mut self) {
-        match &mut self.inner {
-            RecvInner::QuicClient(s) => s.stop_sending(h3::error::Code::H3_REQUEST_CANCELLED),
-            RecvInner::QuicServer(s) => s.stop_sending(h3::error::Code::H3_REQUEST_CANCELLED),
-            RecvInner::H2(_) => {}
+        if !matches!(self.inner, RecvInner::H2(_)) {
+            self.inner = RecvInner::QuicStopped;
+            self.done = true;
         }
     }
 }

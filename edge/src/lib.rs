@@ -105,7 +105,8 @@ pub async fn start_with_shutdown(
     // if starting fails half-way they stop with it.
     let background = CancellationToken::new();
     let background_guard = background.clone().drop_guard();
-    let identity = identity_source::start(&cfg, &metrics.transport, &shutdown).await?;
+    let (identity, trust_refresh) =
+        identity_source::start(&cfg, &metrics.transport, &shutdown).await?;
     let discovery = match &cfg.discovery.mesh_file {
         Some(mesh_file) => {
             let d = Discovery::from_mesh_file(mesh_file)?;
@@ -136,8 +137,13 @@ pub async fn start_with_shutdown(
         tasks: TaskTracker::new(),
     });
     if let (None, Some(control)) = (&cfg.discovery.mesh_file, &cfg.control) {
-        let first =
-            discovery::control::spawn_watch(control, ctx.clone(), tls.clone(), background.clone());
+        let first = discovery::control::spawn_watch(
+            control,
+            ctx.clone(),
+            tls.clone(),
+            trust_refresh,
+            background.clone(),
+        );
         tokio::select! {
             _ = first => {}
             _ = ctx.shutdown.cancelled() => {

@@ -6,155 +6,27 @@
 //! streaming, bidirectional streaming in lock step, and 1 MiB messages each
 //! way. Every test also checks the client edge's request counter.
 
+#[path = "support/grpc_app.rs"]
+mod grpc_app;
 mod support;
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use grpc_app::*;
 use support::*;
-use tokio::net::TcpListener;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataValue;
-use tonic::server::{Grpc, ServerStreamingService, StreamingService, UnaryService};
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Code, Request};
 use tonic_prost::ProstCodec;
 
-const UNARY: &str = "/ferry.test.Echo/Unary";
-const COUNT: &str = "/ferry.test.Echo/Count";
-const CHAT: &str = "/ferry.test.Echo/Chat";
-/// Messages may be larger than tonic's 4 MiB decoding default.
-const MAX_MESSAGE: usize = 8 << 20;
 const MIB: usize = 1 << 20;
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct Msg {
-    #[prost(string, tag = "1")]
-    text: String,
-    #[prost(bytes = "vec", tag = "2")]
-    data: Vec<u8>,
-}
-
-fn msg(text: impl Into<String>) -> Msg {
-    Msg {
-        text: text.into(),
-        data: Vec::new(),
-    }
-}
 
 /// 1 MiB that is not one repeated byte, so reordering or truncation shows.
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i % 251) as u8 ^ seed.wrapping_mul(31))
         .collect()
-}
-
-type BoxFut<T> = Pin<Box<dyn Future<Output = Result<Response<T>, Status>> + Send>>;
-type MsgStream = Pin<Box<dyn Stream<Item = Result<Msg, Status>> + Send>>;
-
-/// Unary: `text = "missing"` answers NOT_FOUND "nope" (trailers-only);
-/// otherwise the reply names the `x-ferry-client-id` the server saw and
-/// carries the request's data with every byte incremented.
-struct Unary;
-impl UnaryService<Msg> for Unary {
-    type Response = Msg;
-    type Future = BoxFut<Msg>;
-    fn call(&mut self, req: Request<Msg>) -> Self::Future {
-        Box::pin(async move {
-            let caller = req
-                .metadata()
-                .get_all("x-ferry-client-id")
-                .iter()
-                .map(|v| v.to_str().unwrap_or("<binary>").to_string())
-                .collect::<Vec<_>>()
-                .join(",");
-            let m = req.into_inner();
-            if m.text == "missing" {
-                return Err(Status::not_found("nope"));
-            }
-            Ok(Response::new(Msg {
-                text: format!("{} from {caller}", m.text),
-                data: m.data.iter().map(|b| b.wrapping_add(1)).collect(),
-            }))
-        })
-    }
-}
-
-/// Server streaming: `text = "N"` sends "0".."N-1"; `text = "N!"` sends
-/// them, then ends with ABORTED "stopped after N" in the trailers.
-struct Count;
-impl ServerStreamingService<Msg> for Count {
-    type Response = Msg;
-    type ResponseStream = MsgStream;
-    type Future = BoxFut<MsgStream>;
-    fn call(&mut self, req: Request<Msg>) -> Self::Future {
-        let text = req.into_inner().text;
-        let (n, fail) = match text.strip_suffix('!') {
-            Some(n) => (n.parse::<usize>().unwrap_or(0), true),
-            None => (text.parse::<usize>().unwrap_or(0), false),
-        };
-        Box::pin(async move {
-            let items = (0..n).map(|i| Ok(msg(i.to_string())));
-            let end = fail.then(|| Err(Status::aborted(format!("stopped after {n}"))));
-            let s = futures::stream::iter(items.chain(end));
-            Ok(Response::new(Box::pin(s) as MsgStream))
-        })
-    }
-}
-
-/// Bidirectional: echoes each message as soon as it arrives ("echo " +
-/// text, data reversed).
-struct Echo;
-impl StreamingService<Msg> for Echo {
-    type Response = Msg;
-    type ResponseStream = MsgStream;
-    type Future = BoxFut<MsgStream>;
-    fn call(&mut self, req: Request<Streaming<Msg>>) -> Self::Future {
-        Box::pin(async move {
-            let s = req.into_inner().map(|m| {
-                m.map(|m| Msg {
-                    text: format!("echo {}", m.text),
-                    data: m.data.into_iter().rev().collect(),
-                })
-            });
-            Ok(Response::new(Box::pin(s) as MsgStream))
-        })
-    }
-}
-
-/// A gRPC server application (h2c, hyper) dispatching by path.
-async fn grpc_app() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = l.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    |req: http::Request<hyper::body::Incoming>| async move {
-                        let mut grpc = Grpc::new(ProstCodec::<Msg, Msg>::default())
-                            .max_decoding_message_size(MAX_MESSAGE);
-                        let resp = match req.uri().path() {
-                            UNARY => grpc.unary(Unary, req).await,
-                            COUNT => grpc.server_streaming(Count, req).await,
-                            CHAT => grpc.streaming(Echo, req).await,
-                            _ => Status::unimplemented("no such method").into_http(),
-                        };
-                        Ok::<_, std::convert::Infallible>(resp)
-                    },
-                );
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
-    addr
 }
 
 type Client = tonic::client::Grpc<tonic::transport::Channel>;

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use ferry_control::client::MeshView;
+use ferry_control::client::{MeshView, TrustRefresh};
 use ferry_transport::identity::{IdentityFiles, IdentityStore};
 use ferry_transport::metrics::transport::TransportMetrics;
 use ferry_transport::tls::{TlsConfigs, ALPN_H2};
@@ -64,7 +64,7 @@ async fn identity(
     cfg: &GatewayConfig,
     metrics: &TransportMetrics,
     stop: &CancellationToken,
-) -> Result<Arc<IdentityStore>, GatewayError> {
+) -> Result<(Arc<IdentityStore>, Option<TrustRefresh>), GatewayError> {
     match &cfg.identity {
         Some(files) => {
             let f = IdentityFiles {
@@ -75,12 +75,13 @@ async fn identity(
             let store =
                 IdentityStore::load(&f).map_err(|e| GatewayError::Identity(e.to_string()))?;
             store.watch(f, files.reload_interval);
-            Ok(store)
+            Ok((store, None))
         }
         None => cfg
             .control
             .certified_identity(metrics, stop)
             .await
+            .map(|(store, refresh)| (store, Some(refresh)))
             .map_err(|e| GatewayError::Identity(e.to_string())),
     }
 }
@@ -90,6 +91,7 @@ async fn identity(
 fn watch_routes(
     ctx: Arc<GatewayContext>,
     tls: Arc<TlsConfigs>,
+    trust_refresh: Option<TrustRefresh>,
     stop: CancellationToken,
 ) -> tokio::sync::oneshot::Receiver<()> {
     let control_id = ctx.cfg.control.control_id();
@@ -109,6 +111,9 @@ fn watch_routes(
         let apply = move |update| {
             if view.apply(update).is_none() {
                 return;
+            }
+            if let Some(r) = &trust_refresh {
+                r.linked(&view.linked_trust_domains);
             }
             let routes = Routes::from_view(&view, &extra);
             let (targets, admitted) = routes.summary();
@@ -142,7 +147,7 @@ pub async fn start(
     transport_metrics.register(&mut registry);
     let background = CancellationToken::new();
     let background_guard = background.clone().drop_guard();
-    let identity = identity(&cfg, &transport_metrics, &stop).await?;
+    let (identity, trust_refresh) = identity(&cfg, &transport_metrics, &stop).await?;
     let tls = TlsConfigs::new(identity.clone(), transport_metrics);
     let tcfg = TunnelConfig {
         max_udp_payload: cfg.tunnel.max_udp_payload,
@@ -165,7 +170,7 @@ pub async fn start(
         metrics,
         per_caller: Default::default(),
     });
-    let first = watch_routes(ctx.clone(), tls.clone(), background.clone());
+    let first = watch_routes(ctx.clone(), tls.clone(), trust_refresh, background.clone());
     tokio::select! {
         _ = first => {}
         _ = stop.cancelled() => return Err(GatewayError::Other("stopped before the first routes arrived".into())),

@@ -16,7 +16,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use super::{channel, Backoff};
+use super::{channel, Backoff, TrustRefresh};
 use crate::api::identity_client::IdentityClient;
 use crate::api::CertifyRequest;
 
@@ -200,10 +200,12 @@ impl Certifier {
 
     /// Renews the identity in `store` for as long as `stop` is not
     /// cancelled. `issued` is when the current certificate was obtained.
+    /// `refresh` asks for a renewal now (the cluster's links changed).
     pub fn spawn_renewal(
         self: Arc<Self>,
         store: Arc<IdentityStore>,
         issued: SystemTime,
+        refresh: TrustRefresh,
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
@@ -213,6 +215,7 @@ impl Certifier {
                 let wait = renew_delay(issued, not_after, SystemTime::now(), rand::random());
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
+                    _ = refresh.wanted() => {}
                     _ = stop.cancelled() => return,
                 }
                 let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));

@@ -4,12 +4,14 @@
 
 pub mod certifier;
 pub mod channel;
+pub mod trust_refresh;
 pub mod view;
 pub mod watcher;
 pub mod workload;
 
 pub use certifier::{Certifier, CertifyError};
 pub use channel::channel;
+pub use trust_refresh::TrustRefresh;
 pub use view::{Changes, MeshView};
 pub use watcher::watch;
 pub use workload::{ControlConfig, WorkloadIdentityError};

@@ -12,7 +12,7 @@ use ferry_transport::metrics::transport::TransportMetrics;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::Certifier;
+use super::{Certifier, TrustRefresh};
 use crate::config_file::SpiffeIdValue;
 
 /// Where the control plane is and how to prove who we are to it.
@@ -76,12 +76,14 @@ impl ControlConfig {
     }
 
     /// Gets the first certificate (retrying with backoff until it comes or
-    /// `stop` is cancelled) and keeps it renewed until `stop`.
+    /// `stop` is cancelled) and keeps it renewed until `stop`; the
+    /// [`TrustRefresh`] renews it early when the cluster's links change
+    /// (feed it the watch's linked trust domains).
     pub async fn certified_identity(
         &self,
         metrics: &TransportMetrics,
         stop: &CancellationToken,
-    ) -> Result<Arc<IdentityStore>, WorkloadIdentityError> {
+    ) -> Result<(Arc<IdentityStore>, TrustRefresh), WorkloadIdentityError> {
         let token_err = |detail: String| WorkloadIdentityError::Token {
             path: self.token_file.display().to_string(),
             detail,
@@ -105,7 +107,13 @@ impl ControlConfig {
             .await
             .ok_or(WorkloadIdentityError::Stopped)?;
         let store = IdentityStore::new(material);
-        certifier.spawn_renewal(store.clone(), SystemTime::now(), stop.clone());
-        Ok(store)
+        let refresh = TrustRefresh::new(store.clone());
+        certifier.spawn_renewal(
+            store.clone(),
+            SystemTime::now(),
+            refresh.clone(),
+            stop.clone(),
+        );
+        Ok((store, refresh))
     }
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ferry_control::api;
-use ferry_control::client::MeshView;
+use ferry_control::client::{MeshView, TrustRefresh};
 use ferry_transport::identity::SpiffeId;
 use ferry_transport::tls::{TlsConfigs, ALPN_H2};
 use ferry_transport::tunnel::Via;
@@ -26,6 +26,7 @@ pub fn spawn_watch(
     control: &ControlConfig,
     ctx: Arc<EdgeContext>,
     tls: Arc<TlsConfigs>,
+    trust_refresh: Option<TrustRefresh>,
     stop: CancellationToken,
 ) -> tokio::sync::oneshot::Receiver<()> {
     let control_id = control.control_id();
@@ -45,6 +46,9 @@ pub fn spawn_watch(
                 "discovery state from the control plane"
             );
             ctx.discovery.replace(applied.snapshot);
+            if let Some(r) = &trust_refresh {
+                r.linked(view.linked_trust_domains());
+            }
             if let Some(mut ports) = applied.policy {
                 ports.retain(|p| ctx.cfg.inbound.ports.iter().all(|l| l.port != p.port));
                 ports.extend(ctx.cfg.inbound.ports.iter().cloned());
@@ -75,6 +79,11 @@ pub struct Applied {
 impl ControlView {
     pub fn version(&self) -> u64 {
         self.view.version
+    }
+
+    /// The trust domains of the clusters linked to this one.
+    pub fn linked_trust_domains(&self) -> &[String] {
+        &self.view.linked_trust_domains
     }
 
     /// Takes one message; returns what changed once an update is complete

@@ -21,13 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clusters::*;
-use ferry_control::client::Certifier;
-use ferry_gateway::config::GatewayConfig;
 use ferry_transport::identity::pki::CertificateAuthority;
-use ferry_transport::identity::{
-    IdentityFiles, IdentityStore, SpiffeId, TrustBundles, TrustDomain,
-};
-use ferry_transport::metrics::transport::TransportMetrics;
+use ferry_transport::identity::{IdentityFiles, IdentityStore, SpiffeId, TrustDomain};
 use ferry_transport::tunnel::{PeerKey, TunnelError};
 use support::{admin_get, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -102,22 +97,7 @@ async fn http_grpc_and_tcp_cross_clusters_with_the_callers_own_identity() {
 
     // West's gateway refuses targets that are not endpoints of exported
     // services, even from a linked caller with a valid identity.
-    let web_tls = Certifier::new(
-        east.control.grpc,
-        east.control.id.clone(),
-        {
-            let mut b = TrustBundles::default();
-            b.add_pem_file(&east.path("ca/ca.pem")).unwrap();
-            Arc::new(b)
-        },
-        id("east", "default", "web"),
-        token("east", "web"),
-        TransportMetrics::new(),
-    )
-    .certify()
-    .await
-    .unwrap();
-    let linked_client = raw_client(IdentityStore::new(web_tls));
+    let linked_client = raw_client(east.certified("web").await);
     let gw_key = PeerKey::new(west.gateway().tunnel, id("west", "ferry-system", "gateway"));
     match linked_client
         .open_inner(&gw_key, NOWHERE.parse().unwrap())
@@ -362,26 +342,9 @@ async fn a_gateway_restart_under_load_recovers() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (tunnel, admin) = (west.gateway().tunnel, west.gateway().admin);
-    west.gateway_stop.cancel();
-    west.gateway.take().unwrap().shutdown().await;
+    west.stop_gateway().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    west.gateway_stop = CancellationToken::new();
-    let mut back = None;
-    for _ in 0..50 {
-        let stop = west.gateway_stop.clone();
-        let cfg = west.gateway_dir().join("gateway.toml");
-        let mut cfg = GatewayConfig::load(&cfg).unwrap();
-        cfg.tunnel.listen = tunnel;
-        cfg.admin.listen = admin;
-        match ferry_gateway::start(cfg, stop).await {
-            Ok(g) => {
-                back = Some(g);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    west.gateway = Some(back.expect("the gateway restarts on its ports"));
+    west.restart_gateway(tunnel, admin, |_| {}).await;
     let restarted = Instant::now();
     let before = ok.load(Ordering::Relaxed);
     assert!(
@@ -410,6 +373,67 @@ async fn a_gateway_restart_under_load_recovers() {
     for i in 0..20 {
         assert_eq!(fetch(remote, &format!("/after{i}")).await.unwrap().0, 200);
     }
+    east.shutdown().await;
+    west.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_bounds_relays_per_caller_and_resets_idle_ones() {
+    let (east, mut west) = linked().await;
+    // Linked both ways (east's certificates carry west's bundle).
+    assert!(until_answered_by(east.listener(API_REMOTE), "west", Duration::from_secs(15)).await);
+    let (tunnel, admin) = (west.gateway().tunnel, west.gateway().admin);
+    west.stop_gateway().await;
+    west.restart_gateway(tunnel, admin, |cfg| {
+        cfg.limits.relays_per_caller = 2;
+        cfg.limits.idle_timeout = Duration::from_millis(800);
+    })
+    .await;
+    let gw = PeerKey::new(tunnel, id("west", "ferry-system", "gateway"));
+    let caller = raw_client(east.certified("web").await);
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            caller.open_inner(&gw, west.api_tunnel).await.is_ok()
+        })
+        .await,
+        "the restarted gateway admits east"
+    );
+    // Wait for that probe relay to go idle and be reset.
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            metric(admin, "ferry_gateway_open_relays").await == 0
+        })
+        .await,
+        "an idle relay is reset"
+    );
+    let first = caller.open_inner(&gw, west.api_tunnel).await.unwrap();
+    let second = caller.open_inner(&gw, west.api_tunnel).await.unwrap();
+    match caller.open_inner(&gw, west.api_tunnel).await {
+        Err(TunnelError::Refused { status, detail }) => {
+            assert_eq!(status, 503, "{detail}");
+            assert!(detail.contains("limit"), "{detail}");
+        }
+        other => panic!(
+            "a third relay for one caller must be refused: {:?}",
+            other.err()
+        ),
+    }
+    assert!(metric(admin, "ferry_gateway_refused_total{reason=\"limit\"}").await >= 1);
+    // Another caller is not affected by east's web using its share.
+    let other = raw_client(east.certified("api").await);
+    let third = other.open_inner(&gw, west.api_tunnel).await.unwrap();
+    drop((first, second, third));
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            metric(admin, "ferry_gateway_open_relays").await == 0
+        })
+        .await,
+        "relays end when their callers go"
+    );
+    assert!(
+        caller.open_inner(&gw, west.api_tunnel).await.is_ok(),
+        "the caller's slots are free again"
+    );
     east.shutdown().await;
     west.shutdown().await;
 }

@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_control::client::Certifier;
 use ferry_control::{Overrides, RunningControl};
 use ferry_edge::RunningEdge;
 use ferry_gateway::config::GatewayConfig;
 use ferry_gateway::RunningGateway;
 use ferry_transport::identity::pki::CertificateAuthority;
-use ferry_transport::identity::{IdentityStore, SpiffeId, TrustDomain};
+use ferry_transport::identity::{IdentityStore, SpiffeId, TrustBundles, TrustDomain};
 use ferry_transport::metrics::transport::TransportMetrics;
 use ferry_transport::tls::TlsConfigs;
 use ferry_transport::tunnel::{TunnelClient, TunnelConfig};
@@ -399,6 +400,58 @@ protocol = "tcp"
         cluster.rewrite_mesh();
         cluster.gateway = Some(cluster.start_gateway("127.0.0.1:0", "127.0.0.1:0").await);
         cluster
+    }
+
+    /// Stops the gateway (its ports are free once this returns).
+    pub async fn stop_gateway(&mut self) {
+        self.gateway_stop.cancel();
+        if let Some(g) = self.gateway.take() {
+            g.shutdown().await;
+        }
+        self.gateway_stop = CancellationToken::new();
+    }
+
+    /// Starts the gateway again on `tunnel` and `admin` (retrying while the
+    /// ports are still held), its configuration changed by `tweak`.
+    pub async fn restart_gateway(
+        &mut self,
+        tunnel: SocketAddr,
+        admin: SocketAddr,
+        tweak: impl Fn(&mut GatewayConfig),
+    ) {
+        for _ in 0..50 {
+            let mut cfg = GatewayConfig::load(&self.gateway_dir().join("gateway.toml")).unwrap();
+            cfg.tunnel.listen = tunnel;
+            cfg.admin.listen = admin;
+            tweak(&mut cfg);
+            match ferry_gateway::start(cfg, self.gateway_stop.clone()).await {
+                Ok(g) => {
+                    self.gateway = Some(g);
+                    return;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        panic!("the gateway of {} did not restart on its ports", self.name);
+    }
+
+    /// A certificate for this cluster's workload `sa`, from its control
+    /// plane (as the workload's own edge would get it).
+    pub async fn certified(&self, sa: &str) -> Arc<IdentityStore> {
+        let mut bundles = TrustBundles::default();
+        bundles.add_pem_file(&self.path("ca/ca.pem")).unwrap();
+        let material = Certifier::new(
+            self.control.grpc,
+            self.control.id.clone(),
+            Arc::new(bundles),
+            id(self.name, "default", sa),
+            token(self.name, sa),
+            TransportMetrics::new(),
+        )
+        .certify()
+        .await
+        .unwrap();
+        IdentityStore::new(material)
     }
 
     pub fn gateway(&self) -> &RunningGateway {

@@ -84,36 +84,50 @@ impl View {
         })
     }
 
-    /// The whole state as one update, in parts of [`SERVICES_PER_PART`]; the
-    /// last part carries the policy and the linked trust domains.
-    fn full(&self, state: &MeshState) -> Vec<WatchUpdate> {
-        let services: Vec<Service> = state
+    /// Whether the watcher sees `authority` (without cloning it).
+    fn sees(&self, state: &MeshState, authority: &str) -> bool {
+        self.authorities
+            .as_ref()
+            .is_none_or(|set| set.contains(authority))
+            && state
+                .services
+                .get(authority)
+                .is_some_and(|s| !self.linked || s.exported)
+    }
+
+    /// The whole state as one update, in parts of [`SERVICES_PER_PART`],
+    /// each built only when it is taken: a watcher being synchronized holds
+    /// the part in flight, not a copy of the whole state (a thousand edges
+    /// connecting at once would otherwise each hold one). The last part
+    /// carries the policy and the linked trust domains.
+    fn full<'a>(&'a self, state: &'a MeshState) -> impl Iterator<Item = WatchUpdate> + Send + 'a {
+        let authorities: Vec<&'a String> = state
             .services
             .keys()
-            .filter_map(|a| self.service(state, a))
+            .filter(|a| self.sees(state, a))
             .collect();
-        let mut parts: Vec<WatchUpdate> = services
-            .chunks(SERVICES_PER_PART)
-            .map(|chunk| WatchUpdate {
+        let count = authorities.len().div_ceil(SERVICES_PER_PART).max(1);
+        (0..count).map(move |i| {
+            let last = i + 1 == count;
+            let from = (i * SERVICES_PER_PART).min(authorities.len());
+            let to = ((i + 1) * SERVICES_PER_PART).min(authorities.len());
+            WatchUpdate {
                 version: state.version,
                 reset: true,
-                services: chunk.to_vec(),
-                partial: true,
+                services: authorities[from..to]
+                    .iter()
+                    .filter_map(|a| self.service(state, a))
+                    .collect(),
+                partial: !last,
+                policy: if last { self.policy(state) } else { None },
+                linked_trust_domains: if last {
+                    state.linked_trust_domains()
+                } else {
+                    Vec::new()
+                },
                 ..Default::default()
-            })
-            .collect();
-        if parts.is_empty() {
-            parts.push(WatchUpdate {
-                version: state.version,
-                reset: true,
-                ..Default::default()
-            });
-        }
-        let last = parts.last_mut().expect("at least one part");
-        last.partial = false;
-        last.policy = self.policy(state);
-        last.linked_trust_domains = state.linked_trust_domains();
-        parts
+            }
+        })
     }
 
     /// The messages that take the watcher from what it has (`old`) to
@@ -130,7 +144,7 @@ impl View {
             }
         };
         if delta.links {
-            return self.full(new);
+            return self.full(new).collect();
         }
         let mut services = Vec::new();
         let mut removed = Vec::new();

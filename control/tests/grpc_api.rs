@@ -461,3 +461,52 @@ async fn watch_sends_the_state_then_each_change_and_survives_a_broken_file() {
     drop(late_stream);
     p.control.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_large_state_arrives_in_parts_with_the_policy_last() {
+    let p = Plane::start().await;
+    // 600 more services: three parts of at most SERVICES_PER_PART.
+    let mut text = mesh_text(8080, "default");
+    for i in 0..600 {
+        text += &format!(
+            "\n[[services]]\nname = \"s{i}\"\nnamespace = \"bulk\"\nworkloads = [\"api-1\"]\n[[services.ports]]\nport = 80\ntarget_port = 8080\n"
+        );
+    }
+    p.rewrite(&text);
+    let mut api = DiscoveryClient::new(p.as_workload("api", API_TOKEN).await);
+    // Wait for the control plane to serve the big file.
+    let parts = loop {
+        let mut stream = api
+            .watch(WatchRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let mut parts = vec![next(&mut stream).await];
+        while parts.last().unwrap().partial {
+            parts.push(next(&mut stream).await);
+        }
+        if parts.iter().map(|u| u.services.len()).sum::<usize>() == 602 {
+            break parts;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let per_part = ferry_control::discovery_service::SERVICES_PER_PART;
+    assert_eq!(parts.len(), 602usize.div_ceil(per_part));
+    let version = parts[0].version;
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        assert!(part.reset, "every part belongs to the full state");
+        assert_eq!(part.version, version);
+        assert_eq!(part.partial, !last);
+        assert!(part.services.len() <= per_part);
+        assert_eq!(part.policy.is_some(), last, "the policy comes once, last");
+    }
+    // Every service exactly once.
+    let mut names: Vec<&str> = parts
+        .iter()
+        .flat_map(|u| u.services.iter().map(|s| s.authority.as_str()))
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 602);
+}

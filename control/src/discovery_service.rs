@@ -37,7 +37,7 @@ type UpdateStream = Pin<Box<dyn Stream<Item = Result<WatchUpdate, Status>> + Sen
 
 /// Services per message of a full state: a message (and the buffer the
 /// stream keeps for it) stays small however large the mesh is.
-pub const SERVICES_PER_PART: usize = 256;
+pub const SERVICES_PER_PART: usize = 64;
 
 /// What one watcher sees: the services it asked for (all if none); a
 /// linked cluster's control plane sees only exported services, their local

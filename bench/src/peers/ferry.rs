@@ -52,7 +52,12 @@ pub fn start_edge(
     let mut cmd = side.command(ctx.ferry);
     cmd.args(["edge", "--config"])
         .arg(config)
-        .env("RUST_LOG", "warn");
+        // `BENCH_EDGE_LOG` (e.g. `info` for the access log) when debugging
+        // a run; the logs stay in the work directory (`BENCH_KEEP_WORK`).
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_EDGE_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     let (mut p, stdout) = Proc::spawn_piped(name, cmd, &ctx.dir.join(format!("{name}.log")))?;
     let line = p.read_line(stdout, START_TIMEOUT)?;
     let v: serde_json::Value =

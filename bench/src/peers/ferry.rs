@@ -29,12 +29,17 @@ fn edge_config(
     let mut t = format!(
         "name = \"bench-{sa}\"\nshutdown_grace = \"1s\"\n\
          [identity]\ncert = \"{d}/cert.pem\"\nkey = \"{d}/key.pem\"\nbundles = [\"{d}/bundle.pem\"]\n\
-         [tunnel]\nlisten = \"{tunnel}\"\nforce_transport = \"{transport}\"\nmax_udp_payload = {mtu}\n\
+         [tunnel]\nlisten = \"{tunnel}\"\nforce_transport = \"{transport}\"\nmax_udp_payload = {mtu}\n{extra}\
          [admin]\nlisten = \"127.0.0.1:0\"\n\
          [discovery]\nmesh_file = \"{mesh}\"\n",
         d = d.display(),
         mtu = ctx.topo.max_udp_payload,
         mesh = mesh.display(),
+        // More `[tunnel]` settings for an experiment, e.g.
+        // `BENCH_EDGE_TUNNEL='congestion = "bbr"'` (both edges).
+        extra = std::env::var("BENCH_EDGE_TUNNEL")
+            .map(|t| t + "\n")
+            .unwrap_or_default(),
     );
     for svc in listeners {
         t += &format!("[[outbound.listeners]]\nlisten = \"127.0.0.1:0\"\nservice = \"{svc}\"\n");

@@ -39,6 +39,32 @@ pub struct Opts {
         default_value = "direct,raw-quic,raw-tls,stunnel,haproxy,nginx,ferry-quic,ferry-h2"
     )]
     pub paths: Vec<String>,
+    /// Loss percentages under loss/delay (comma separated; default: the
+    /// mode's, 0,1,2,3 full or 0,2 quick).
+    #[arg(long, value_delimiter = ',')]
+    pub netem_loss: Option<Vec<f64>>,
+    /// Round-trip times in ms under loss/delay (comma separated; default:
+    /// the mode's, 1,20 full or 20 quick).
+    #[arg(long, value_delimiter = ',')]
+    pub netem_rtt: Option<Vec<u64>>,
+    /// Seconds per loss/delay condition (default: the mode's, 10 or 1.5).
+    #[arg(long)]
+    pub netem_secs: Option<f64>,
+    /// Scenarios to run on the loopback and veth links (comma separated):
+    /// bulk, latency, max-rate, new-conn, handshake (default: all that the
+    /// mode runs on the link). Focused runs, e.g. `--scenarios max-rate`.
+    #[arg(long, value_delimiter = ',')]
+    pub scenarios: Option<Vec<String>>,
+}
+
+impl Opts {
+    /// Whether a scenario (by its `--scenarios` key) was asked for.
+    pub fn wants(&self, scenario: &str) -> bool {
+        match &self.scenarios {
+            None => true,
+            Some(v) => v.iter().any(|s| s == scenario),
+        }
+    }
 }
 
 /// Which scenarios run on a link.
@@ -74,6 +100,21 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The mode's plan with the loss/delay overrides of `opts`.
+    pub fn from_opts(opts: &Opts) -> Self {
+        let mut plan = Plan::new(opts.quick);
+        if let Some(l) = &opts.netem_loss {
+            plan.netem_loss = l.clone();
+        }
+        if let Some(r) = &opts.netem_rtt {
+            plan.netem_rtt_ms = r.clone();
+        }
+        if let Some(s) = opts.netem_secs {
+            plan.netem_secs = Duration::from_secs_f64(s);
+        }
+        plan
+    }
+
     pub fn new(quick: bool) -> Self {
         if quick {
             Plan {

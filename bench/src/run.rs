@@ -138,7 +138,12 @@ pub fn run(opts: Opts) -> Result<()> {
     interrupt::install();
     netns::remove_stale();
     let progress = Progress::default();
-    let plan = Plan::new(opts.quick);
+    let plan = Plan::from_opts(&opts);
+    for s in opts.scenarios.iter().flatten() {
+        if !["bulk", "latency", "max-rate", "new-conn", "handshake"].contains(&s.as_str()) {
+            bail!("unknown scenario {s:?} in --scenarios (bulk, latency, max-rate, new-conn, handshake)");
+        }
+    }
     let ferry = locate_ferry(&opts, &progress)?;
     let programs = Programs::find();
     if let Some(h) = programs.install_hint() {
@@ -150,7 +155,15 @@ pub fn run(opts: Opts) -> Result<()> {
             .push(PathKind::from_key(p).with_context(|| format!("unknown path {p:?} in --paths"))?);
     }
     ferry_transport::install_crypto_provider();
-    let work = tempfile::Builder::new().prefix("ferry-bench-").tempdir()?;
+    let mut work = tempfile::Builder::new().prefix("ferry-bench-").tempdir()?;
+    if std::env::var_os("BENCH_KEEP_WORK").is_some() {
+        // Edge logs and configs, for debugging a run.
+        work.disable_cleanup(true);
+        eprintln!(
+            "bench: keeping the work directory {}",
+            work.path().display()
+        );
+    }
     let pair_pki = PairPki::generate(&work.path().join("pair-pki"))?;
     let ferry_pki = FerryPki::generate(&ferry, &work.path().join("ferry-pki"))?;
     std::fs::create_dir_all(&opts.out).with_context(|| format!("create {}", opts.out.display()))?;
@@ -286,12 +299,15 @@ pub fn measure_link(setup: &Setup, topo: &Topology, results: &mut Results) -> Re
                 continue;
             }
         };
-        if let Err(e) = measure_path(&env, &mut path, results) {
+        if let Err(e) = measure_path(setup, &env, &mut path, results) {
             eprintln!("bench: {} on {}: {e:#}", kind.label(), topo.name);
             unavailable.push((kind, format!("{e:#}")));
         }
         drop(path);
-        if !kind.is_raw() && setup.plan.scope(topo.mtu) == Scope::All {
+        if !kind.is_raw()
+            && setup.plan.scope(topo.mtu) == Scope::All
+            && setup.opts.wants("handshake")
+        {
             let ctx = Ctx {
                 dir: ctx.dir.join("handshake"),
                 ..ctx
@@ -310,7 +326,13 @@ pub fn measure_link(setup: &Setup, topo: &Topology, results: &mut Results) -> Re
     Ok(())
 }
 
-fn measure_path(env: &Env, path: &mut RunningPath, results: &mut Results) -> Result<()> {
+fn measure_path(
+    setup: &Setup,
+    env: &Env,
+    path: &mut RunningPath,
+    results: &mut Results,
+) -> Result<()> {
+    let wants = |s| setup.opts.wants(s);
     if let Some(http) = path.http {
         env.topo
             .client
@@ -321,24 +343,33 @@ fn measure_path(env: &Env, path: &mut RunningPath, results: &mut Results) -> Res
     std::thread::sleep(Duration::from_millis(300));
     let idle = (path.client_rss_kib(), path.server_rss_kib());
     for flows in [1, 8] {
-        scenarios::bulk::run(env, path, flows, results);
-        path.check_alive()?;
+        if wants("bulk") {
+            scenarios::bulk::run(env, path, flows, results);
+            path.check_alive()?;
+        }
     }
     let scope = env.plan.scope(env.topo.mtu);
     if path.kind.is_raw() || scope == Scope::Bulk {
         return Ok(());
     }
-    for &rate in &env.plan.rates {
+    for &rate in env.plan.rates.iter().filter(|_| wants("latency")) {
         scenarios::latency::run(env, path, rate, results);
         path.check_alive()?;
     }
     if scope == Scope::BulkLatency {
         return Ok(());
     }
-    let load = scenarios::max_rate::run(env, path, results);
-    path.check_alive()?;
-    scenarios::new_conn::run(env, path, results);
-    path.check_alive()?;
+    let load = if wants("max-rate") {
+        let load = scenarios::max_rate::run(env, path, results);
+        path.check_alive()?;
+        load
+    } else {
+        Default::default()
+    };
+    if wants("new-conn") {
+        scenarios::new_conn::run(env, path, results);
+        path.check_alive()?;
+    }
     if path.kind.has_proxies() {
         scenarios::memory::record(env, results, path.kind, idle, load);
     }

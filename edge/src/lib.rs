@@ -25,13 +25,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use ferry_transport::tls::TlsConfigs;
-use ferry_transport::tunnel::{handler, TunnelClient, TunnelConfig, TunnelServer};
+use ferry_transport::tunnel::{handler, Congestion, TunnelClient, TunnelConfig, TunnelServer};
 use ferry_transport::TransportKind;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use config::{EdgeConfig, ForceTransport};
+use config::{CongestionChoice, EdgeConfig, ForceTransport};
 use context::EdgeContext;
 use discovery::Discovery;
 use metrics::EdgeMetrics;
@@ -77,6 +77,12 @@ fn tunnel_config(cfg: &EdgeConfig) -> TunnelConfig {
             ForceTransport::H2 => TransportKind::H2,
         }),
         max_udp_payload: cfg.tunnel.max_udp_payload,
+        congestion: match cfg.tunnel.congestion {
+            None => TunnelConfig::default().congestion,
+            Some(CongestionChoice::Cubic) => Congestion::Cubic,
+            Some(CongestionChoice::NewReno) => Congestion::NewReno,
+            Some(CongestionChoice::Bbr) => Congestion::Bbr,
+        },
         ..TunnelConfig::default()
     }
 }
@@ -299,4 +305,36 @@ pub async fn run(config_path: &Path) -> Result<(), EdgeError> {
     println!("{}", edge.ready_line());
     edge.wait().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tunnel_config_tests {
+    use super::*;
+
+    fn with_tunnel(section: &str) -> EdgeConfig {
+        toml::from_str(&format!(
+            "[identity]\ncert = \"c\"\nkey = \"k\"\nbundles = [\"b\"]\n[tunnel]\n{section}"
+        ))
+        .expect("valid edge config")
+    }
+
+    #[test]
+    fn congestion_defaults_to_the_transport_default() {
+        let cfg = tunnel_config(&with_tunnel(""));
+        assert_eq!(cfg.congestion, TunnelConfig::default().congestion);
+        assert_eq!(cfg.congestion, Congestion::Bbr);
+    }
+
+    #[test]
+    fn congestion_is_configurable() {
+        for (name, c) in [
+            ("cubic", Congestion::Cubic),
+            ("newreno", Congestion::NewReno),
+            ("bbr", Congestion::Bbr),
+        ] {
+            let cfg = tunnel_config(&with_tunnel(&format!("congestion = \"{name}\"")));
+            assert_eq!(cfg.congestion, c, "{name}");
+        }
+        assert!(toml::from_str::<EdgeConfig>("[tunnel]\ncongestion = \"reno\"").is_err());
+    }
 }

@@ -79,6 +79,15 @@ where
                 return PumpEnd::SourceFailed(e.to_string());
             }
             Some(Ok(frame)) => match frame.into_data() {
+                // The body knows it is complete (a `content-length` body
+                // read to its end): the stream ends with this chunk.
+                Ok(data) if body.is_end_stream() => {
+                    bytes += data.len() as u64;
+                    return match send.send_last(data).await {
+                        Ok(()) => PumpEnd::Complete(bytes),
+                        Err(e) => PumpEnd::Stream(e),
+                    };
+                }
                 Ok(data) => {
                     bytes += data.len() as u64;
                     if let Err(e) = send.send_data(data).await {

@@ -51,10 +51,18 @@ impl Impaired {
 }
 
 impl TwoHosts {
-    /// Applies `imp` to both directions: each host delays what it sends
-    /// (an NFQUEUE rule on its `OUTPUT` served by a [`Delayer`] in its
-    /// namespace) and drops at random what it receives (`statistic` on
-    /// `INPUT`). Segmentation offload is turned off on both ends so the
+    /// Applies `imp` to both directions: each host drops at random what it
+    /// receives (`statistic` on `INPUT`) and delays the rest (an NFQUEUE
+    /// rule after it on `INPUT`, served by a [`Delayer`] in its namespace).
+    ///
+    /// The delay is on the receiving side on purpose. A packet held on the
+    /// sender's `OUTPUT` is still charged to its socket, and TCP Small
+    /// Queues lets a TCP socket have only about two packets (or 1 ms at its
+    /// pacing rate) queued in its own host: every TCP connection was
+    /// capped at two packets per one-way delay (≈ 290 kB/s at 10 ms), far
+    /// below any real 20 ms path, and one connection carrying many streams
+    /// collapsed. Held on the receiver's `INPUT`, the packet has left the
+    /// sender (its socket is no longer charged), as on a real path. Segmentation offload is turned off on both ends so the
     /// loss applies to wire-sized packets, not 64 KiB batches.
     pub fn impair(&self, imp: Impairment) -> Result<Impaired> {
         if !(0.0..=1.0).contains(&imp.loss) {
@@ -97,9 +105,9 @@ impl TwoHosts {
                 out.queue.push(Rule::append(
                     ns,
                     "filter",
-                    "OUTPUT",
+                    "INPUT",
                     &[
-                        "-o",
+                        "-i",
                         DEV,
                         "-j",
                         "NFQUEUE",

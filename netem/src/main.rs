@@ -2,8 +2,10 @@
 //! serves NFQUEUE `N` in the current network namespace, holding every
 //! packet `MS` milliseconds before accepting it, until SIGINT or SIGTERM.
 //! Pair it with a rule such as
-//! `iptables -A OUTPUT -o veth0 -j NFQUEUE --queue-num N --queue-bypass`
-//! (run both under `ip netns exec` to delay one namespace's traffic).
+//! `iptables -A INPUT -i veth0 -j NFQUEUE --queue-num N --queue-bypass`
+//! (run both under `ip netns exec` to delay what one namespace receives;
+//! on `OUTPUT` the held packets would count against TCP Small Queues and
+//! cap every TCP connection at about two packets per delay).
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};

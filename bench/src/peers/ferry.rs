@@ -29,12 +29,17 @@ fn edge_config(
     let mut t = format!(
         "name = \"bench-{sa}\"\nshutdown_grace = \"1s\"\n\
          [identity]\ncert = \"{d}/cert.pem\"\nkey = \"{d}/key.pem\"\nbundles = [\"{d}/bundle.pem\"]\n\
-         [tunnel]\nlisten = \"{tunnel}\"\nforce_transport = \"{transport}\"\nmax_udp_payload = {mtu}\n\
+         [tunnel]\nlisten = \"{tunnel}\"\nforce_transport = \"{transport}\"\nmax_udp_payload = {mtu}\n{extra}\
          [admin]\nlisten = \"127.0.0.1:0\"\n\
          [discovery]\nmesh_file = \"{mesh}\"\n",
         d = d.display(),
         mtu = ctx.topo.max_udp_payload,
         mesh = mesh.display(),
+        // More `[tunnel]` settings for an experiment, e.g.
+        // `BENCH_EDGE_TUNNEL='congestion = "bbr"'` (both edges).
+        extra = std::env::var("BENCH_EDGE_TUNNEL")
+            .map(|t| t + "\n")
+            .unwrap_or_default(),
     );
     for svc in listeners {
         t += &format!("[[outbound.listeners]]\nlisten = \"127.0.0.1:0\"\nservice = \"{svc}\"\n");
@@ -52,7 +57,12 @@ pub fn start_edge(
     let mut cmd = side.command(ctx.ferry);
     cmd.args(["edge", "--config"])
         .arg(config)
-        .env("RUST_LOG", "warn");
+        // `BENCH_EDGE_LOG` (e.g. `info` for the access log) when debugging
+        // a run; the logs stay in the work directory (`BENCH_KEEP_WORK`).
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_EDGE_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     let (mut p, stdout) = Proc::spawn_piped(name, cmd, &ctx.dir.join(format!("{name}.log")))?;
     let line = p.read_line(stdout, START_TIMEOUT)?;
     let v: serde_json::Value =

@@ -74,6 +74,19 @@ pub struct TunnelSection {
     /// Largest UDP payload path-MTU discovery may probe.
     #[serde(default = "default_udp_payload")]
     pub max_udp_payload: u16,
+    /// QUIC congestion controller: `cubic`, `newreno` or `bbr` (unset: the
+    /// transport's default).
+    #[serde(default)]
+    pub congestion: Option<CongestionChoice>,
+}
+
+/// A QUIC congestion controller, as the configuration names it.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CongestionChoice {
+    Cubic,
+    NewReno,
+    Bbr,
 }
 
 fn default_tunnel() -> SocketAddr {
@@ -93,6 +106,7 @@ impl Default for TunnelSection {
             head_start: default_head_start(),
             force_transport: None,
             max_udp_payload: default_udp_payload(),
+            congestion: None,
         }
     }
 }

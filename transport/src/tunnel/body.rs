@@ -71,6 +71,23 @@ impl SendBody {
         }
     }
 
+    /// Sends the last chunk and ends the stream with it. Over HTTP/2 the
+    /// end of stream travels on that chunk's DATA frame instead of an empty
+    /// frame after it: a peer that has all the bytes it expects (an HTTP
+    /// body with a `content-length`) may drop the stream before a separate
+    /// end arrives, which cancels it (RST_STREAM), and a stream of such
+    /// cancels at thousands of requests per second made h2 close the whole
+    /// connection (`too_many_internal_resets`).
+    pub async fn send_last(&mut self, data: Bytes) -> Result<(), StreamError> {
+        match &mut self.inner {
+            SendInner::H2(s) => h2_send_end(s, data, true).await,
+            _ => {
+                self.send_data(data).await?;
+                self.finish().await
+            }
+        }
+    }
+
     /// Sends trailers, which also ends the stream.
     pub async fn send_trailers(&mut self, trailers: HeaderMap) -> Result<(), StreamError> {
         match &mut self.inner {
@@ -105,7 +122,23 @@ impl SendBody {
     }
 }
 
-async fn h2_send(s: &mut h2::SendStream<Bytes>, mut data: Bytes) -> Result<(), StreamError> {
+async fn h2_send(s: &mut h2::SendStream<Bytes>, data: Bytes) -> Result<(), StreamError> {
+    h2_send_end(s, data, false).await
+}
+
+/// Sends `data` as flow control allows; with `end`, the last DATA frame
+/// (an empty one if `data` is empty) ends the stream.
+async fn h2_send_end(
+    s: &mut h2::SendStream<Bytes>,
+    mut data: Bytes,
+    end: bool,
+) -> Result<(), StreamError> {
+    if data.is_empty() {
+        if end {
+            s.send_data(data, true)?;
+        }
+        return Ok(());
+    }
     while !data.is_empty() {
         s.reserve_capacity(data.len());
         let granted = match poll_fn(|cx| s.poll_capacity(cx)).await {
@@ -116,7 +149,7 @@ async fn h2_send(s: &mut h2::SendStream<Bytes>, mut data: Bytes) -> Result<(), S
             continue;
         }
         let chunk = data.split_to(granted.min(data.len()));
-        s.send_data(chunk, false)?;
+        s.send_data(chunk, end && data.is_empty())?;
     }
     Ok(())
 }

@@ -74,8 +74,7 @@ impl Responder {
             .body(())
             .map_err(|e| StreamError::Protocol(e.to_string()))?;
         let mut send = self.send_response(resp).await?;
-        send.send_data(Bytes::from(body.to_string())).await?;
-        send.finish().await
+        send.send_last(Bytes::from(body.to_string())).await
     }
 
     /// Aborts the stream without a response.

@@ -30,18 +30,19 @@ pub fn transport_config(cfg: &TunnelConfig) -> Arc<TransportConfig> {
     let mut mtu = MtuDiscoveryConfig::default();
     mtu.upper_bound(cfg.max_udp_payload);
     t.mtu_discovery_config(Some(mtu));
-    match cfg.congestion {
-        Congestion::Cubic => {
-            t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default()));
-        }
-        Congestion::NewReno => {
-            t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default()));
-        }
-        Congestion::Bbr => {
-            t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
-        }
-    }
+    t.congestion_controller_factory(controller_factory(cfg.congestion));
     Arc::new(t)
+}
+
+/// quinn's factory for the configured congestion controller.
+fn controller_factory(
+    c: Congestion,
+) -> Arc<dyn quinn::congestion::ControllerFactory + Send + Sync> {
+    match c {
+        Congestion::Cubic => Arc::new(quinn::congestion::CubicConfig::default()),
+        Congestion::NewReno => Arc::new(quinn::congestion::NewRenoConfig::default()),
+        Congestion::Bbr => Arc::new(quinn::congestion::BbrConfig::default()),
+    }
 }
 
 fn endpoint_config(cfg: &TunnelConfig) -> EndpointConfig {
@@ -91,4 +92,42 @@ pub fn client_config(
     let mut c = quinn::ClientConfig::new(Arc::new(crypto));
     c.transport_config(transport_config(cfg));
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quinn::congestion::{Bbr, Cubic, NewReno};
+
+    /// The controller a connection built from `c` runs.
+    fn built(c: Congestion) -> Box<dyn std::any::Any> {
+        controller_factory(c)
+            .build(std::time::Instant::now(), 1200)
+            .into_any()
+    }
+
+    #[test]
+    fn default_congestion_controller_is_bbr() {
+        assert_eq!(TunnelConfig::default().congestion, Congestion::Bbr);
+        assert!(built(TunnelConfig::default().congestion).is::<Bbr>());
+    }
+
+    #[test]
+    fn each_choice_builds_its_controller() {
+        assert!(built(Congestion::Cubic).is::<Cubic>());
+        assert!(built(Congestion::NewReno).is::<NewReno>());
+        assert!(built(Congestion::Bbr).is::<Bbr>());
+    }
+
+    #[test]
+    fn names_parse() {
+        for (name, c) in [
+            ("cubic", Congestion::Cubic),
+            ("newreno", Congestion::NewReno),
+            ("bbr", Congestion::Bbr),
+        ] {
+            assert_eq!(name.parse::<Congestion>(), Ok(c));
+        }
+        assert!("reno".parse::<Congestion>().is_err());
+    }
 }

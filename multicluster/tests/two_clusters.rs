@@ -269,15 +269,9 @@ async fn failover_to_the_remote_cluster_when_local_endpoints_go_away_and_back() 
     // The local endpoint returns on its address.
     let mut back = None;
     for _ in 0..50 {
-        let tunnel = east.api_tunnel.to_string();
-        let dir = east.dir.path().to_path_buf();
-        let text = std::fs::read_to_string(dir.join("api.toml")).unwrap();
-        let text = text.replace(
-            "listen = \"127.0.0.1:0\"\n[admin]",
-            &format!("listen = \"{tunnel}\"\n[admin]"),
-        );
-        let cfg = Cluster::write(&dir, "api-again.toml", &text);
-        match ferry_edge::start(ferry_edge::config::EdgeConfig::load(&cfg).unwrap()).await {
+        let mut cfg = ferry_edge::config::EdgeConfig::load(&east.path("api.toml")).unwrap();
+        cfg.tunnel.listen = east.api_tunnel;
+        match ferry_edge::start(cfg).await {
             Ok(e) => {
                 back = Some(e);
                 break;

@@ -92,23 +92,26 @@ impl SendBody {
     pub async fn send_trailers(&mut self, trailers: HeaderMap) -> Result<(), StreamError> {
         match &mut self.inner {
             SendInner::QuicClient(s) => {
-                s.send_trailers(trailers).await?;
-                Ok(s.finish().await?)
+                quic_end(s.send_trailers(trailers).await)?;
+                quic_end(s.finish().await)
             }
             SendInner::QuicServer(s) => {
-                s.send_trailers(trailers).await?;
-                Ok(s.finish().await?)
+                quic_end(s.send_trailers(trailers).await)?;
+                quic_end(s.finish().await)
             }
-            SendInner::H2(s) => Ok(s.send_trailers(trailers)?),
+            SendInner::H2(s) => match s.send_trailers(trailers) {
+                Err(_) if h2_peer_needs_no_more(s) => Ok(()),
+                other => Ok(other?),
+            },
         }
     }
 
     /// Ends the stream in this direction (TCP FIN).
     pub async fn finish(&mut self) -> Result<(), StreamError> {
         match &mut self.inner {
-            SendInner::QuicClient(s) => Ok(s.finish().await?),
-            SendInner::QuicServer(s) => Ok(s.finish().await?),
-            SendInner::H2(s) => Ok(s.send_data(Bytes::new(), true)?),
+            SendInner::QuicClient(s) => quic_end(s.finish().await),
+            SendInner::QuicServer(s) => quic_end(s.finish().await),
+            SendInner::H2(s) => h2_send_end(s, Bytes::new(), true).await,
         }
     }
 
@@ -122,13 +125,51 @@ impl SendBody {
     }
 }
 
+/// The outcome of ending a QUIC stream: a peer that stopped reading with
+/// `H3_NO_ERROR` (or quinn's 0, what dropping an unread stream sends) has
+/// what it wanted, so the end is not a failure.
+fn quic_end(r: Result<(), h3::error::StreamError>) -> Result<(), StreamError> {
+    match r {
+        Err(h3::error::StreamError::RemoteTerminate { code, .. })
+            if code == h3::error::Code::H3_NO_ERROR || code == 0 =>
+        {
+            Ok(())
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Whether the peer has reset the stream with `NO_ERROR`: an HTTP/2 server
+/// that has sent its whole response may ask the client to stop sending the
+/// request that way (RFC 9113 §8.1), and ending the stream then is not a
+/// failure even though h2 refuses the frame.
+fn h2_peer_needs_no_more(s: &mut h2::SendStream<Bytes>) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    matches!(
+        s.poll_reset(&mut cx),
+        std::task::Poll::Ready(Ok(h2::Reason::NO_ERROR))
+    )
+}
+
 async fn h2_send(s: &mut h2::SendStream<Bytes>, data: Bytes) -> Result<(), StreamError> {
     h2_send_end(s, data, false).await
 }
 
 /// Sends `data` as flow control allows; with `end`, the last DATA frame
-/// (an empty one if `data` is empty) ends the stream.
+/// (an empty one if `data` is empty) ends the stream. Ending a stream the
+/// peer no longer needs (see [`h2_peer_needs_no_more`]) succeeds.
 async fn h2_send_end(
+    s: &mut h2::SendStream<Bytes>,
+    data: Bytes,
+    end: bool,
+) -> Result<(), StreamError> {
+    match h2_send_chunks(s, data, end).await {
+        Err(_) if end && h2_peer_needs_no_more(s) => Ok(()),
+        other => other,
+    }
+}
+
+async fn h2_send_chunks(
     s: &mut h2::SendStream<Bytes>,
     mut data: Bytes,
     end: bool,

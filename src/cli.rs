@@ -27,6 +27,42 @@ pub enum Command {
     Control(ControlArgs),
     /// Run the multicluster gateway (relays end-to-end inner sessions).
     Gateway(GatewayArgs),
+    /// Start two demo clusters on loopback, send traffic through them and
+    /// print what happened (the README's Quick start).
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the mesh running after the scenarios, until Ctrl-C, and print
+    /// every listener.
+    #[arg(long)]
+    pub hold: bool,
+    /// Print one JSON line when the mesh is ready and one with the results,
+    /// instead of the table (progress stays on stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Where to write the PKI, configuration files and logs (new or empty);
+    /// a fresh directory under the system's temporary directory by default.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+impl DemoArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let opts = ferry_demo::DemoOptions {
+            hold: self.hold,
+            json: self.json,
+            dir: self.dir,
+            ferry: std::env::current_exe()?,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        runtime.block_on(ferry_demo::run(opts))?;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -248,6 +284,7 @@ impl Cli {
             Command::Edge(edge) => edge.run(),
             Command::Control(control) => control.run(),
             Command::Gateway(gateway) => block_on(ferry_gateway::run(&gateway.config)),
+            Command::Demo(demo) => demo.run(),
         }
     }
 }

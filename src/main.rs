@@ -21,7 +21,7 @@ fn main() -> ExitCode {
             // One line, whatever the error carries.
             let message = format!("{err:#}").replace('\n', " ");
             eprintln!("ferry: error: {message}");
-            ExitCode::from(EXIT_FAILURE)
+            ExitCode::from(exit_code(&err))
         }
     }
 }
@@ -30,11 +30,22 @@ fn main() -> ExitCode {
 fn init_tracing(level: &str, format: cli::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colours only on a terminal: logs redirected to a file stay plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         cli::LogFormat::Json => builder.json().try_init(),
         cli::LogFormat::Text => builder.try_init(),
     };
+}
+
+/// 1 when demo scenarios failed, 130 when interrupted, else [`EXIT_FAILURE`].
+fn exit_code(err: &anyhow::Error) -> u8 {
+    match err.downcast_ref::<ferry_demo::DemoError>() {
+        Some(ferry_demo::DemoError::Failed { .. }) => 1,
+        Some(ferry_demo::DemoError::Interrupted) => 130,
+        _ => EXIT_FAILURE,
+    }
 }

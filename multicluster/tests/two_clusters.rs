@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clusters::*;
+use ferry_netem::UdpBlackhole;
 use ferry_transport::identity::pki::CertificateAuthority;
 use ferry_transport::identity::{IdentityFiles, IdentityStore, SpiffeId, TrustDomain};
 use ferry_transport::tunnel::{PeerKey, TunnelError};
@@ -67,6 +68,20 @@ async fn http_grpc_and_tcp_cross_clusters_with_the_callers_own_identity() {
         s.read_to_string(&mut out).await.unwrap();
         assert!(out.starts_with("HTTP/1.1 200"), "connection {i}: {out}");
     }
+    // Metrics name the transport on the wire, the hop to the gateway
+    // (QUIC), not the inner session's HTTP/2 inside it.
+    let web = east.web.admin;
+    let requests = "ferry_requests_total{direction=\"outbound\",transport=";
+    assert!(metric(web, &format!("{requests}\"quic\"")).await >= 1000);
+    assert_eq!(metric(web, &format!("{requests}\"h2\"")).await, 0);
+    assert_eq!(
+        metric(
+            web,
+            "ferry_tcp_connections_total{direction=\"outbound\",transport=\"quic\"}"
+        )
+        .await,
+        1
+    );
     let api_admin = west.api.as_ref().unwrap().admin;
     assert_eq!(
         metric(
@@ -162,8 +177,8 @@ async fn udp_blocked_between_the_clusters_falls_back_to_tls_over_tcp() {
     // East reaches west's gateway only through a path that drops UDP.
     let mut hole = None;
     let (east, west) = linked_through(async |gw| {
-        let h = UdpBlackhole::start(gw).await;
-        let addr = h.addr;
+        let h = UdpBlackhole::start(gw).await.unwrap();
+        let addr = h.addr();
         hole = Some(h);
         addr
     })
@@ -186,7 +201,7 @@ async fn udp_blocked_between_the_clusters_falls_back_to_tls_over_tcp() {
             .text,
         format!("x from {caller}")
     );
-    let dropped = hole.dropped.load(Ordering::Relaxed);
+    let dropped = hole.dropped();
     assert!(dropped > 0, "QUIC was tried and its datagrams dropped");
     let web = east.web.admin;
     assert!(

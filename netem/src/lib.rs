@@ -7,6 +7,8 @@
 //!   `10.203.0.2`), the usual starting point.
 //! - [`TwoHosts::impair`]: random loss and a fixed delay in each direction
 //!   ([`Impairment`]); [`TwoHosts::block_udp`]: a firewall that drops UDP.
+//! - [`UdpBlackhole`]: no root needed: one loopback port that forwards TCP
+//!   and silently drops UDP (QUIC blocked, the TLS/TCP fallback open).
 //! - [`Rule`]: one iptables rule, removed on drop, with its packet counter.
 //! - [`Delayer`] / [`delay::serve`]: the NFQUEUE delayer (this kernel has no
 //!   `netem` qdisc), also available as the `ferry-netem delay` command.
@@ -31,6 +33,7 @@ mod hosts;
 mod impair;
 mod netns;
 mod rule;
+mod udp_blackhole;
 
 pub use delay::{DelayStats, Delayer};
 pub use error::{NetemError, Result};
@@ -38,3 +41,4 @@ pub use hosts::{TwoHosts, DEV};
 pub use impair::{Blocked, Impaired, Impairment};
 pub use netns::Netns;
 pub use rule::Rule;
+pub use udp_blackhole::UdpBlackhole;

@@ -170,12 +170,20 @@ pub async fn serve(
             } else {
                 (StatusCode::BAD_GATEWAY, "app_error")
             };
-            tracing::debug!(error = %e, port = target.port(), "local application request failed");
+            // hyper-util's own message ("client error (SendRequest)") says
+            // little; the causes under it say what happened.
+            let mut detail = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                detail += &format!(": {c}");
+                cause = c.source();
+            }
+            tracing::debug!(error = %detail, port = target.port(), "local application request failed");
             let _ = responder
                 .send_simple(
                     status,
                     Some(code),
-                    &format!("application at port {}: {e}\n", target.port()),
+                    &format!("application at port {}: {detail}\n", target.port()),
                 )
                 .await;
             log(status.as_u16(), code);

@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ use ferry_transport::tls::TlsConfigs;
 use ferry_transport::tunnel::{TunnelClient, TunnelConfig};
 use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::grpc_app::{grpc_app, Msg, UNARY};
@@ -87,56 +86,6 @@ pub struct Apps {
     pub echo: SocketAddr,
     pub grpc: SocketAddr,
     pub db: SocketAddr,
-}
-
-/// A tunnel address whose UDP is silently dropped and whose TCP is
-/// forwarded to `to`: a network where UDP between the clusters is blocked.
-pub struct UdpBlackhole {
-    pub addr: SocketAddr,
-    pub dropped: Arc<AtomicU64>,
-    pub tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl UdpBlackhole {
-    pub async fn start(to: SocketAddr) -> Self {
-        let (udp, tcp) = loop {
-            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()).await {
-                break (udp, tcp);
-            }
-        };
-        let addr = tcp.local_addr().unwrap();
-        let dropped = Arc::new(AtomicU64::new(0));
-        let count = dropped.clone();
-        let swallow = tokio::spawn(async move {
-            let mut buf = vec![0u8; 65536];
-            while udp.recv_from(&mut buf).await.is_ok() {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        let forward = tokio::spawn(async move {
-            while let Ok((mut a, _)) = tcp.accept().await {
-                tokio::spawn(async move {
-                    if let Ok(mut b) = TcpStream::connect(to).await {
-                        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
-                    }
-                });
-            }
-        });
-        Self {
-            addr,
-            dropped,
-            tasks: vec![swallow, forward],
-        }
-    }
-}
-
-impl Drop for UdpBlackhole {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
 }
 
 /// One cluster: its directory (CA, tokens, mesh file, configs), control

@@ -212,7 +212,21 @@ impl RecvBody {
     }
 
     /// The next chunk of data; `None` at the end of the stream.
+    ///
+    /// Never an empty chunk: an empty DATA frame (HTTP/2 ends a stream with
+    /// one) is skipped. Handed on, it would become an empty frame that does
+    /// not end the stream on the next hop, and h2 peers close a connection
+    /// after 100 of those (`too_many_data_frames`).
     pub async fn data(&mut self) -> Result<Option<Bytes>, StreamError> {
+        loop {
+            match self.next_chunk().await? {
+                Some(chunk) if chunk.is_empty() => continue,
+                other => return Ok(other),
+            }
+        }
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, StreamError> {
         if self.done {
             return Ok(None);
         }

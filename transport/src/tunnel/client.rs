@@ -294,18 +294,22 @@ impl TunnelClient {
     ) -> Pin<Box<dyn Future<Output = Result<PeerConnection, TunnelError>> + Send + 'a>> {
         Box::pin(async move {
             let gateway = PeerKey::new(via.addr, via.id.clone());
+            let carrier = std::sync::OnceLock::new();
             let stream = async {
                 let tunnel = self.open_inner(&gateway, peer.addr).await?;
+                let _ = carrier.set(tunnel.transport);
                 Ok(stream_io(tunnel.send, tunnel.recv))
             };
-            establish_h2(
+            let mut conn = establish_h2(
                 stream,
                 &self.inner.tls,
                 &self.inner.cfg,
                 peer.addr,
                 &peer.id,
             )
-            .await
+            .await?;
+            conn.carrier = carrier.get().copied();
+            Ok(conn)
         })
     }
 

@@ -27,6 +27,10 @@ pub struct PeerConnection {
     pub(crate) sender: Sender,
     pub(crate) state: Arc<ConnState>,
     pub(crate) kind: TransportKind,
+    /// For an inner session (a peer reached through a gateway): the
+    /// transport of the stream to the gateway that carries it, which is
+    /// what the wire shows and what streams on it are labelled with.
+    pub(crate) carrier: Option<TransportKind>,
     pub(crate) addr: SocketAddr,
     pub(crate) peer_id: SpiffeId,
     pub(crate) metrics: TransportMetrics,
@@ -83,8 +87,10 @@ pub struct OpenedStream {
 }
 
 impl PeerConnection {
+    /// The transport on the wire: this connection's own, or for an inner
+    /// session the transport of the hop to the gateway.
     pub fn transport(&self) -> TransportKind {
-        self.kind
+        self.carrier.unwrap_or(self.kind)
     }
 
     pub fn peer_id(&self) -> &SpiffeId {
@@ -167,7 +173,7 @@ impl PeerConnection {
                 Ok(OpenedStream {
                     send: SendBody::new(SendInner::QuicClient(s), ticket.clone()),
                     response: ResponseFuture::Quic(r, ticket),
-                    transport: TransportKind::Quic,
+                    transport: self.transport(),
                 })
             }
             Sender::H2(send) => {
@@ -182,7 +188,7 @@ impl PeerConnection {
                 Ok(OpenedStream {
                     send: SendBody::new(SendInner::H2(stream), ticket.clone()),
                     response: ResponseFuture::H2(fut, ticket),
-                    transport: TransportKind::H2,
+                    transport: self.transport(),
                 })
             }
         }

@@ -61,7 +61,10 @@ impl Demo {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "the demo ended within {within:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the demo ended within {within:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -178,14 +181,26 @@ fn every_scenario_passes_and_nothing_is_left_running() {
     let components = ready["components"].as_array().unwrap();
     let mut kinds: Vec<String> = components
         .iter()
-        .map(|c| format!("{}/{}", c["cluster"].as_str().unwrap(), c["kind"].as_str().unwrap()))
+        .map(|c| {
+            format!(
+                "{}/{}",
+                c["cluster"].as_str().unwrap(),
+                c["kind"].as_str().unwrap()
+            )
+        })
         .collect();
     kinds.sort();
     assert_eq!(
         kinds,
         [
-            "east/control", "east/edge", "east/edge", "east/gateway", "west/control", "west/edge",
-            "west/edge", "west/gateway"
+            "east/control",
+            "east/edge",
+            "east/edge",
+            "east/gateway",
+            "west/control",
+            "west/edge",
+            "west/edge",
+            "west/gateway"
         ]
     );
     assert!(demo.dir.join("east/mesh.toml").exists() && demo.dir.join("west/ca/ca.pem").exists());

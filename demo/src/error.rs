@@ -14,8 +14,11 @@ pub enum DemoError {
     },
     #[error("creating the CA of {cluster}: {detail}")]
     Pki { cluster: String, detail: String },
-    #[error("starting the sample applications: {0}")]
-    Apps(std::io::Error),
+    #[error("starting {what}: {source}")]
+    Local {
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("starting {name}: {detail} (its log: {log})")]
     Start {
         name: String,

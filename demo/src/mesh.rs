@@ -68,7 +68,10 @@ impl Mesh {
         let mut files = Vec::new();
         for c in CLUSTERS {
             let f = ClusterFiles::create(&self.dir, c)?;
-            let apps = Apps::start(c).await.map_err(DemoError::Apps)?;
+            let apps = Apps::start(c).await.map_err(|e| DemoError::Local {
+                what: "the sample applications",
+                source: e,
+            })?;
             f.write_mesh(apps.ports(), None, None)?;
             self.apps.push((c, apps));
             files.push(f);
@@ -132,7 +135,12 @@ impl Mesh {
                 .expect("edges and gateways have a tunnel address")
         };
         let hidden = tunnel(&format!("{BLACKHOLED}-api"));
-        let hole = UdpBlackhole::start(hidden).await.map_err(DemoError::Apps)?;
+        let hole = UdpBlackhole::start(hidden)
+            .await
+            .map_err(|e| DemoError::Local {
+                what: "the UDP blackhole",
+                source: e,
+            })?;
         for (f, (_, apps)) in files.iter().zip(&self.apps) {
             let c = f.cluster;
             let o = other(c);

@@ -83,6 +83,11 @@ async fn http_grpc_and_tcp_cross_clusters_with_the_callers_own_identity() {
         1
     );
     let api_admin = west.api.as_ref().unwrap().admin;
+    // West's api edge counts them on the wire's transport too (the hop
+    // from its gateway).
+    let inbound = "ferry_requests_total{direction=\"inbound\",transport=";
+    assert!(metric(api_admin, &format!("{inbound}\"quic\"")).await >= 1000);
+    assert_eq!(metric(api_admin, &format!("{inbound}\"h2\"")).await, 0);
     assert_eq!(
         metric(
             api_admin,

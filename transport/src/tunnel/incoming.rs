@@ -18,6 +18,8 @@ use crate::TransportKind;
 pub struct PeerInfo {
     pub id: SpiffeId,
     pub addr: SocketAddr,
+    /// The transport on the wire; for an inner session, that of the
+    /// stream from the gateway carrying it.
     pub transport: TransportKind,
     /// For a stream of an inner session: the gateway that relayed it (`id`
     /// is then the end-to-end caller, authenticated by the inner TLS).

@@ -330,7 +330,7 @@ async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
 
 async fn serve_tcp_conn(tcp: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
     let _ = tcp.set_nodelay(true);
-    serve_tls_conn(tcp, remote, None, shared).await;
+    serve_tls_conn(tcp, remote, None, TransportKind::H2, shared).await;
 }
 
 /// Hands a stream to the handler, or, for an inner session on a port that
@@ -365,19 +365,27 @@ fn dispatch(
             .body(())
             .expect("static response");
         let gateway = stream.peer.clone();
+        let carrier = gateway.transport;
         let Ok(send) = stream.responder.send_response(ok).await else {
             return;
         };
         let io = stream_io(send, stream.body);
         tracing::debug!(gateway = %gateway.id, "inner session relayed by a gateway");
-        serve_tls_conn(io, gateway.addr, Some(gateway.id), shared).await;
+        serve_tls_conn(io, gateway.addr, Some(gateway.id), carrier, shared).await;
     })
 }
 
 /// TLS then HTTP/2 on `io`: a TCP connection to the tunnel port, or (with
 /// `via`, the relaying gateway) an inner session inside a tunnel stream.
-async fn serve_tls_conn<IO>(io: IO, remote: SocketAddr, via: Option<SpiffeId>, shared: Arc<Shared>)
-where
+/// `wire` is the transport the peer's bytes arrive on (for an inner
+/// session, that of the stream from the gateway): what streams report.
+async fn serve_tls_conn<IO>(
+    io: IO,
+    remote: SocketAddr,
+    via: Option<SpiffeId>,
+    wire: TransportKind,
+    shared: Arc<Shared>,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let metrics = shared.tls.metrics().clone();
@@ -411,11 +419,11 @@ where
     };
     metrics.handshake(TransportKind::H2, Side::Server, HandshakeResult::Ok);
     let _open = metrics.connection_opened(TransportKind::H2, Side::Server);
-    let span = tracing::info_span!("tunnel_conn", peer.id = %id, peer.addr = %remote, transport = "h2", via = ?via.as_ref().map(|v| v.to_string()));
+    let span = tracing::info_span!("tunnel_conn", peer.id = %id, peer.addr = %remote, transport = wire.as_str(), via = ?via.as_ref().map(|v| v.to_string()));
     let peer = PeerInfo {
         id,
         addr: remote,
-        transport: TransportKind::H2,
+        transport: wire,
         via,
     };
     async move {

@@ -6,7 +6,11 @@
 //!   scheduled start), p50/p99/p99.9;
 //! - maximum requests/s (closed loop);
 //! - resident memory of the client edge, idle and at 1,000 requests/s;
-//! - TCP throughput through the pair with iperf3, when installed.
+//! - TCP throughput through the pair with iperf3, when installed;
+//! - a 256 KiB TCP echo (fresh connection, both ways, half-close), 500
+//!   times in a row (200 with `--quick`): p50, p99 and the slowest of a
+//!   short transfer, where window and ACK-timing stalls show that bulk
+//!   throughput hides.
 //!
 //! `cargo bench --bench edge_overhead [-- --quick]`; prints a Markdown table.
 
@@ -22,6 +26,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
@@ -123,6 +128,46 @@ async fn app() -> SocketAddr {
         }
     });
     addr
+}
+
+/// A TCP echo application.
+async fn echo_app() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut rd, mut wr) = tcp.split();
+                let _ = tokio::io::copy(&mut rd, &mut wr).await;
+                let _ = wr.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// `rounds` fresh connections each echoing `size` bytes; p50, p99 and the
+/// slowest, in ms.
+async fn echo_rounds(addr: SocketAddr, size: usize, rounds: usize) -> (f64, f64, f64) {
+    let payload: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+    let mut us = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (mut rd, mut wr) = tcp.into_split();
+        let sent = payload.clone();
+        let writer = tokio::spawn(async move {
+            wr.write_all(&sent).await.unwrap();
+            wr.shutdown().await.unwrap();
+        });
+        let mut back = Vec::with_capacity(size);
+        rd.read_to_end(&mut back).await.unwrap();
+        writer.await.unwrap();
+        assert!(back == payload, "the echo came back intact");
+        us.push(start.elapsed().as_micros() as u64);
+    }
+    us.sort_unstable();
+    (pct(&us, 0.50), pct(&us, 0.99), pct(&us, 1.0))
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
@@ -308,9 +353,14 @@ fn main() {
     std::thread::sleep(Duration::from_millis(200));
     let iperf_addr: SocketAddr = format!("127.0.0.1:{iperf_port}").parse().unwrap();
 
-    println!("| path | p50 @1k/s (ms) | p99 @1k/s | p99.9 @1k/s | p50 @10k/s | p99 @10k/s | max req/s | errors | client edge RSS idle / @1k/s (MiB) | TCP Gb/s (iperf3) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    let row = |name: &str, addr: SocketAddr, rss: Option<&Proc>, tcp: Option<SocketAddr>| {
+    let echo_addr = rt.block_on(echo_app());
+    println!("| path | p50 @1k/s (ms) | p99 @1k/s | p99.9 @1k/s | p50 @10k/s | p99 @10k/s | max req/s | errors | client edge RSS idle / @1k/s (MiB) | TCP Gb/s (iperf3) | 256 KiB echo p50 / p99 / max (ms) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let row = |name: &str,
+               addr: SocketAddr,
+               rss: Option<&Proc>,
+               tcp: Option<SocketAddr>,
+               echo: SocketAddr| {
         eprintln!("measuring {name} ...");
         let idle = rss.map(|p| p.rss_kib());
         let (l1, rss_load) = rt.block_on(async {
@@ -321,12 +371,14 @@ fn main() {
         let l10 = rt.block_on(fixed_rate(addr, 10_000, secs, 32));
         let max = rt.block_on(max_rate(addr, secs, 32));
         let gbps = tcp.and_then(|t| iperf3(t, if quick { 2 } else { 5 }));
+        let rounds = if quick { 200 } else { 500 };
+        let (echo_p50, echo_p99, echo_max) = rt.block_on(echo_rounds(echo, 256 << 10, rounds));
         let mem = match (idle, rss_load) {
             (Some(a), Some(b)) => format!("{:.1} / {:.1}", a as f64 / 1024.0, b as f64 / 1024.0),
             _ => "—".into(),
         };
         println!(
-            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {} | {mem} | {} |",
+            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {} | {mem} | {} | {echo_p50:.2} / {echo_p99:.2} / {echo_max:.1} |",
             l1.p50,
             l1.p99,
             l1.p999,
@@ -343,6 +395,7 @@ fn main() {
         app_addr,
         None,
         iperf_server.as_ref().map(|_| iperf_addr),
+        echo_addr,
     );
     for transport in ["quic", "h2"] {
         let empty = dir.path().join("empty.toml");
@@ -355,7 +408,8 @@ fn main() {
             &mesh,
             format!(
                 "[[services]]\nname = \"web\"\nnamespace = \"default\"\nport = 80\n[[services.endpoints]]\naddress = \"{app_addr}\"\ntunnel = \"{tunnel}\"\nid = \"spiffe://bench.local/ns/default/sa/server\"\n\
-                 [[services]]\nname = \"iperf\"\nnamespace = \"default\"\nport = 5201\nprotocol = \"tcp\"\n[[services.endpoints]]\naddress = \"{iperf_addr}\"\ntunnel = \"{tunnel}\"\nid = \"spiffe://bench.local/ns/default/sa/server\"\n"
+                 [[services]]\nname = \"iperf\"\nnamespace = \"default\"\nport = 5201\nprotocol = \"tcp\"\n[[services.endpoints]]\naddress = \"{iperf_addr}\"\ntunnel = \"{tunnel}\"\nid = \"spiffe://bench.local/ns/default/sa/server\"\n\
+                 [[services]]\nname = \"echo\"\nnamespace = \"default\"\nport = 7\nprotocol = \"tcp\"\n[[services.endpoints]]\naddress = \"{echo_addr}\"\ntunnel = \"{tunnel}\"\nid = \"spiffe://bench.local/ns/default/sa/server\"\n"
             ),
         )
         .unwrap();
@@ -368,12 +422,14 @@ fn main() {
         );
         let mut text = std::fs::read_to_string(&cfg).unwrap();
         text +=
-            "[[outbound.listeners]]\nlisten = \"127.0.0.1:0\"\nservice = \"iperf.default:5201\"\n";
+            "[[outbound.listeners]]\nlisten = \"127.0.0.1:0\"\nservice = \"iperf.default:5201\"\n\
+                 [[outbound.listeners]]\nlisten = \"127.0.0.1:0\"\nservice = \"echo.default:7\"\n";
         std::fs::write(&cfg, text).unwrap();
         let (client, ready) = start_edge(&cfg);
         let listeners = ready["outbound"].as_array().unwrap();
         let web: SocketAddr = listeners[0]["listen"].as_str().unwrap().parse().unwrap();
         let iperf: SocketAddr = listeners[1]["listen"].as_str().unwrap().parse().unwrap();
+        let echo: SocketAddr = listeners[2]["listen"].as_str().unwrap().parse().unwrap();
         // Warm the pool (one handshake), then let memory settle.
         rt.block_on(async {
             let mut s = connect(web).await;
@@ -385,6 +441,7 @@ fn main() {
             web,
             Some(&client),
             iperf_server.as_ref().map(|_| iperf),
+            echo,
         );
         drop(client);
         drop(server);

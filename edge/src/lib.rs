@@ -104,6 +104,10 @@ pub async fn start_with_shutdown(
     shutdown: CancellationToken,
 ) -> Result<RunningEdge, EdgeError> {
     ferry_transport::install_crypto_provider();
+    // Seeding the random generator takes tens of milliseconds once per
+    // process: done now, beside the rest of start-up, not in the first
+    // handshake.
+    let seeded = tokio::spawn(ferry_transport::warm_up_crypto());
     let metrics = EdgeMetrics::new();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
@@ -216,6 +220,7 @@ pub async fn start_with_shutdown(
         listeners,
     });
     tokio::spawn(admin::serve(admin_listener, state.clone()));
+    let _ = seeded.await;
     state.ready.store(true, Ordering::Release);
     tracing::info!(id = %ctx.id(), tunnel = %server.local_addr(), %admin, "edge ready");
     Ok(RunningEdge {

@@ -15,6 +15,7 @@
 //! | `ferry_transport_open_streams` | gauge | `transport`, `side` |
 //! | `ferry_tls_rejections_total` | counter | `side`, `reason` |
 //! | `ferry_transport_quic_broken_peers` | gauge | — |
+//! | `ferry_transport_quic_rtt_replaced_total` | counter | — |
 //!
 //! Every `handshakes_total` and `tls_rejections_total` label combination is
 //! created up front, so they are exposed at 0 before the first event.
@@ -210,6 +211,7 @@ pub struct TransportMetrics {
     open_streams: Family<ConnLabels, Gauge>,
     tls_rejections: Family<TlsRejectLabels, Counter>,
     quic_broken_peers: Gauge,
+    quic_rtt_replaced: Counter,
 }
 
 const ALL_KINDS: [TransportKind; 2] = [TransportKind::Quic, TransportKind::H2];
@@ -226,6 +228,7 @@ impl TransportMetrics {
             open_streams: Family::default(),
             tls_rejections: Family::default(),
             quic_broken_peers: Gauge::default(),
+            quic_rtt_replaced: Counter::default(),
         };
         // `get_or_create` creates the series at 0; the returned read guard is
         // dropped at once.
@@ -293,6 +296,11 @@ impl TransportMetrics {
             "Peers to which QUIC is currently considered broken",
             self.quic_broken_peers.clone(),
         );
+        registry.register(
+            "ferry_transport_quic_rtt_replaced",
+            "Pooled QUIC connections given no new streams because their round-trip time rose for good (a new connection learns the path)",
+            self.quic_rtt_replaced.clone(),
+        );
     }
 
     /// Counts one finished handshake.
@@ -304,6 +312,11 @@ impl TransportMetrics {
                 result,
             })
             .inc();
+    }
+
+    /// Counts one QUIC connection retired because its RTT rose for good.
+    pub fn quic_rtt_replaced(&self) {
+        self.quic_rtt_replaced.inc();
     }
 
     /// Counts one connection that fell back to HTTP/2.
@@ -418,10 +431,13 @@ mod tests {
         assert_line(&text, "# TYPE ferry_tls_rejections counter");
         assert_line(&text, "# TYPE ferry_transport_quic_broken_peers gauge");
         assert_line(&text, "ferry_transport_quic_broken_peers 0");
+        assert_line(&text, "# TYPE ferry_transport_quic_rtt_replaced counter");
+        assert_line(&text, "ferry_transport_quic_rtt_replaced_total 0");
         assert!(!text.contains("ferry_transport_fallbacks"), "{text}");
         assert!(!text.contains("ferry_transport_open_connections"), "{text}");
 
         m.fallback(FallbackReason::QuicFailed);
+        m.quic_rtt_replaced();
         let _c = m.connection_opened(TransportKind::Quic, Side::Server);
         let _s = m.stream_opened(TransportKind::Quic, Side::Server);
         let text = encode_text(&registry);
@@ -433,6 +449,7 @@ mod tests {
             ("ferry_transport_open_streams", "gauge"),
             ("ferry_tls_rejections", "counter"),
             ("ferry_transport_quic_broken_peers", "gauge"),
+            ("ferry_transport_quic_rtt_replaced", "counter"),
         ] {
             assert_line(&text, &format!("# TYPE {name} {ty}"));
         }

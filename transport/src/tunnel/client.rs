@@ -18,6 +18,7 @@ use super::connection::{OpenedStream, PeerConnection};
 use super::dial::{dial_h2, dial_quic, establish_h2, QuicFailure};
 use super::error::TunnelError;
 use super::headers;
+use super::liveness::Retire;
 use super::quic_endpoint;
 use super::stream_io::stream_io;
 use super::tcp_tunnel::TcpTunnel;
@@ -392,15 +393,36 @@ impl TunnelClient {
         };
         let me = std::sync::Arc::downgrade(&self.inner);
         let (peer, conn) = (peer.clone(), conn.clone());
-        super::liveness::watch(quic, self.inner.cfg.quic_unanswered, move || {
-            let Some(inner) = me.upgrade() else { return };
-            if conn.is_closed() {
-                return;
-            }
-            conn.state.mark_closed();
-            inner.tls.metrics().fallback(FallbackReason::Unanswered);
-            tracing::info!(peer = %peer.id, addr = %peer.addr, "QUIC connection stopped getting answers; new streams dial again");
-        });
+        let cfg = &self.inner.cfg;
+        super::liveness::watch(
+            quic,
+            cfg.quic_unanswered,
+            cfg.quic_rtt_rise_hold,
+            move |why| {
+                let Some(inner) = me.upgrade() else { return };
+                if conn.is_closed() {
+                    return;
+                }
+                // Streams already on it carry on; new ones dial again.
+                conn.state.mark_closed();
+                match why {
+                    Retire::Unanswered => {
+                        inner.tls.metrics().fallback(FallbackReason::Unanswered);
+                        tracing::info!(peer = %peer.id, addr = %peer.addr, "QUIC connection stopped getting answers; new streams dial again");
+                    }
+                    Retire::RttRose { min, rtt } => {
+                        inner.tls.metrics().quic_rtt_replaced();
+                        tracing::info!(
+                            peer = %peer.id,
+                            addr = %peer.addr,
+                            min_rtt_ms = min.as_secs_f64() * 1e3,
+                            rtt_ms = rtt.as_secs_f64() * 1e3,
+                            "QUIC connection's round-trip time rose for good; new streams go to a new connection"
+                        );
+                    }
+                }
+            },
+        );
     }
 
     /// Adds a working QUIC connection to the pool; new streams prefer it.

@@ -52,6 +52,12 @@ pub struct TunnelConfig {
     /// eight round trips, if longer) while QUIC probes gets no new streams
     /// (a firewall started dropping UDP): the next stream dials again.
     pub quic_unanswered: Duration,
+    /// A QUIC connection whose smoothed RTT has stayed at four times (and
+    /// at least 5 ms above) the lowest it saw for this long gets no new
+    /// streams; the next stream dials a connection that learns the new path
+    /// (quinn's BBR keeps the lifetime minimum RTT and would stay
+    /// window-limited). Zero: never.
+    pub quic_rtt_rise_hold: Duration,
     /// The pool closes connections without streams for this long.
     pub pool_idle_timeout: Duration,
     /// Concurrent streams per connection (each direction).
@@ -94,6 +100,7 @@ impl Default for TunnelConfig {
             idle_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(10),
             quic_unanswered: Duration::from_millis(750),
+            quic_rtt_rise_hold: super::rtt_rise::HOLD,
             pool_idle_timeout: Duration::from_secs(90),
             max_concurrent_streams: 2048,
             // 1 Gb/s x 10 ms = 1.25 MB in flight; leave headroom.

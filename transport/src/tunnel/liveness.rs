@@ -13,8 +13,13 @@
 //! datagram received. The caller then stops
 //! giving the connection new streams (streams already on it carry on, and
 //! finish if the path comes back) and dials again.
+//!
+//! The same watcher feeds `rtt_rise`, which retires a connection whose
+//! round-trip time rose for good, so that a new one learns the path.
 
 use std::time::{Duration, Instant};
+
+use super::rtt_rise::RttRise;
 
 /// How often the counters are sampled.
 const SAMPLE: Duration = Duration::from_millis(50);
@@ -104,15 +109,27 @@ impl Liveness {
     }
 }
 
-/// Watches `conn` until it closes or its path is found dead, in which case
-/// `on_dead` runs once.
+/// Why a watched connection should get no new streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retire {
+    /// Its path stopped answering.
+    Unanswered,
+    /// Its RTT rose for good (see `rtt_rise`): from `min` to `rtt`.
+    RttRose { min: Duration, rtt: Duration },
+}
+
+/// Watches `conn` until it closes, its path is found dead, or its RTT has
+/// stayed risen for `rtt_rise_hold` (zero: never), in which case `on_retire`
+/// runs once.
 pub(crate) fn watch(
     conn: quinn::Connection,
     min: Duration,
-    on_dead: impl FnOnce() + Send + 'static,
+    rtt_rise_hold: Duration,
+    on_retire: impl FnOnce(Retire) + Send + 'static,
 ) {
     tokio::spawn(async move {
         let mut state = Liveness::default();
+        let mut rise = RttRise::default();
         let mut tick = tokio::time::interval(SAMPLE);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -121,9 +138,20 @@ pub(crate) fn watch(
                 return;
             }
             let stats = conn.stats();
-            let limit = unanswered_limit(min, conn.rtt());
-            if state.sample(Instant::now(), stats.udp_rx.datagrams, sent(&stats), limit) {
-                on_dead();
+            let rtt = conn.rtt();
+            let now = Instant::now();
+            if state.sample(
+                now,
+                stats.udp_rx.datagrams,
+                sent(&stats),
+                unanswered_limit(min, rtt),
+            ) {
+                on_retire(Retire::Unanswered);
+                return;
+            }
+            if !rtt_rise_hold.is_zero() && rise.sample(now, rtt, rtt_rise_hold) {
+                let min = rise.min().unwrap_or(rtt);
+                on_retire(Retire::RttRose { min, rtt });
                 return;
             }
         }

@@ -13,6 +13,7 @@ pub mod incoming;
 mod liveness;
 pub mod quic_endpoint;
 pub mod relay;
+mod rtt_rise;
 pub mod segmenting_socket;
 pub mod server;
 pub mod splice;

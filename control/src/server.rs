@@ -102,8 +102,9 @@ impl RunningControl {
     /// Starts everything; the control plane is ready when this returns.
     pub async fn start(mesh_path: &Path, overrides: Overrides) -> Result<Self, ControlError> {
         ferry_transport::install_crypto_provider();
-        // Seeded beside start-up, not in the first handshake.
-        let seeded = tokio::spawn(ferry_transport::warm_up_crypto());
+        // Tens of milliseconds once per process: beside start-up, not in
+        // the first handshake.
+        let seeded = ferry_transport::warm_up_crypto();
         let loaded = mesh::load(mesh_path)?;
         let listen = overrides.listen.unwrap_or(loaded.mesh.listen);
         let admin_addr = overrides.admin.unwrap_or(loaded.mesh.admin);
@@ -190,7 +191,7 @@ impl RunningControl {
                 tracing::error!(error = %e, "the gRPC server failed");
             }
         });
-        let _ = seeded.await;
+        seeded.await;
         tracing::info!(%grpc, %admin, %id, "control plane ready");
         Ok(Self {
             grpc,

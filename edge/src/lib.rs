@@ -104,10 +104,9 @@ pub async fn start_with_shutdown(
     shutdown: CancellationToken,
 ) -> Result<RunningEdge, EdgeError> {
     ferry_transport::install_crypto_provider();
-    // Seeding the random generator takes tens of milliseconds once per
-    // process: done now, beside the rest of start-up, not in the first
-    // handshake.
-    let seeded = tokio::spawn(ferry_transport::warm_up_crypto());
+    // Tens of milliseconds once per process: beside start-up, not in the
+    // first handshake.
+    let seeded = ferry_transport::warm_up_crypto();
     let metrics = EdgeMetrics::new();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
@@ -220,7 +219,7 @@ pub async fn start_with_shutdown(
         listeners,
     });
     tokio::spawn(admin::serve(admin_listener, state.clone()));
-    let _ = seeded.await;
+    seeded.await;
     state.ready.store(true, Ordering::Release);
     tracing::info!(id = %ctx.id(), tunnel = %server.local_addr(), %admin, "edge ready");
     Ok(RunningEdge {

@@ -140,10 +140,9 @@ pub async fn start(
     stop: CancellationToken,
 ) -> Result<RunningGateway, GatewayError> {
     ferry_transport::install_crypto_provider();
-    // Seeding the random generator takes tens of milliseconds once per
-    // process: done now, beside the rest of start-up, not in the first
-    // handshake.
-    let seeded = tokio::spawn(ferry_transport::warm_up_crypto());
+    // Tens of milliseconds once per process: beside start-up, not in the
+    // first handshake.
+    let seeded = ferry_transport::warm_up_crypto();
     let metrics = GatewayMetrics::default();
     let transport_metrics = TransportMetrics::new();
     let mut registry = Registry::default();
@@ -218,7 +217,7 @@ pub async fn start(
             background.clone(),
         ));
     }
-    let _ = seeded.await;
+    seeded.await;
     admin_state.ready.store(true, Ordering::Release);
     tracing::info!(id = %ctx.identity.current().id, tunnel = %server.local_addr(), %admin, "gateway ready");
     Ok(RunningGateway {

@@ -32,19 +32,17 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// Seeds aws-lc's random generator, so that the first handshake does not
-/// pay for it.
+/// Starts seeding aws-lc's random generator on tokio's blocking pool and
+/// returns what to await before reporting ready.
 ///
 /// aws-lc seeds its process-wide DRBG from CPU-jitter entropy on the first
 /// random bytes a process asks for: 36–69 ms on a 2-vCPU VM, on the path of
 /// whichever TLS handshake comes first (the ClientHello's key share, the
 /// server's ephemeral key). Edges, gateways and the control plane call this
-/// before they report ready. It blocks for that long the first time and
-/// returns at once afterwards; call it from a blocking context (or through
-/// [`warm_up_crypto`]).
-pub fn seed_random_generator() {
-    static SEEDED: OnceLock<()> = OnceLock::new();
-    SEEDED.get_or_init(|| {
+/// first thing at start-up, so the seeding runs beside the rest of it. Must
+/// be called within a tokio runtime.
+pub fn warm_up_crypto() -> impl std::future::Future<Output = ()> {
+    let seeding = tokio::task::spawn_blocking(|| {
         let start = std::time::Instant::now();
         let mut bytes = [0u8; 32];
         match provider().secure_random.fill(&mut bytes) {
@@ -57,32 +55,13 @@ pub fn seed_random_generator() {
             Err(e) => tracing::warn!(error = ?e, "seeding the random generator failed"),
         }
     });
-}
-
-/// [`seed_random_generator`] on tokio's blocking pool: start-up awaits it
-/// before reporting ready, without stalling a runtime worker meanwhile.
-pub async fn warm_up_crypto() {
-    // Cancelled means the runtime is shutting down (start-up failed): say
-    // nothing. A panic is a bug worth a line; either way the first
-    // handshake would seed the generator instead.
-    if let Err(e) = tokio::task::spawn_blocking(seed_random_generator).await {
-        if e.is_panic() {
-            tracing::warn!(error = %e, "seeding the random generator panicked");
+    async move {
+        // Cancelled means the runtime is shutting down (start-up failed):
+        // say nothing. Either way the first handshake would seed instead.
+        if let Err(e) = seeding.await {
+            if e.is_panic() {
+                tracing::warn!(error = %e, "seeding the random generator panicked");
+            }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_provider_gives_random_bytes_after_seeding() {
-        seed_random_generator();
-        let mut a = [0u8; 32];
-        let mut b = [0u8; 32];
-        provider().secure_random.fill(&mut a).unwrap();
-        provider().secure_random.fill(&mut b).unwrap();
-        assert_ne!(a, b, "two draws of 32 random bytes must differ");
     }
 }

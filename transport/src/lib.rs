@@ -11,4 +11,4 @@ pub mod tunnel;
 
 pub use kind::TransportKind;
 pub mod crypto;
-pub use crypto::{install_crypto_provider, seed_random_generator, warm_up_crypto};
+pub use crypto::{install_crypto_provider, warm_up_crypto};

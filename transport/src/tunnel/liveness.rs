@@ -149,8 +149,10 @@ pub(crate) fn watch(
                 on_retire(Retire::Unanswered);
                 return;
             }
-            if !rtt_rise_hold.is_zero() && rise.sample(now, rtt, rtt_rise_hold) {
-                let min = rise.min().unwrap_or(rtt);
+            if rtt_rise_hold.is_zero() {
+                continue;
+            }
+            if let Some(min) = rise.sample(now, rtt, rtt_rise_hold) {
                 on_retire(Retire::RttRose { min, rtt });
                 return;
             }

@@ -42,23 +42,22 @@ pub(crate) struct RttRise {
 }
 
 impl RttRise {
-    /// Feeds one sample; true when the RTT has stayed risen for `hold`.
-    pub(crate) fn sample(&mut self, now: Instant, rtt: Duration, hold: Duration) -> bool {
-        let min = *self.min.get_or_insert(rtt);
-        if rtt < min {
-            self.min = Some(rtt);
-        }
+    /// Feeds one sample; the lowest RTT seen when the RTT has stayed risen
+    /// above it for `hold`.
+    pub(crate) fn sample(
+        &mut self,
+        now: Instant,
+        rtt: Duration,
+        hold: Duration,
+    ) -> Option<Duration> {
+        let min = rtt.min(self.min.unwrap_or(rtt));
+        self.min = Some(min);
         if rtt < risen_threshold(min) {
             self.risen_since = None;
-            return false;
+            return None;
         }
         let since = *self.risen_since.get_or_insert(now);
-        now.duration_since(since) >= hold
-    }
-
-    /// The lowest smoothed RTT seen so far.
-    pub(crate) fn min(&self) -> Option<Duration> {
-        self.min
+        (now.duration_since(since) >= hold).then_some(min)
     }
 }
 
@@ -79,7 +78,7 @@ mod tests {
                 Duration::from_micros(us),
                 HOLD,
             )
-            .then_some(ms)
+            .map(|_| ms)
         })
     }
 
@@ -132,12 +131,14 @@ mod tests {
     fn a_lower_minimum_later_moves_the_threshold() {
         let mut r = RttRise::default();
         let t = Instant::now();
-        assert!(!r.sample(t, Duration::from_millis(10), HOLD));
-        assert!(!r.sample(t, Duration::from_millis(2), HOLD));
-        assert_eq!(r.min(), Some(Duration::from_millis(2)));
+        assert_eq!(r.sample(t, Duration::from_millis(10), HOLD), None);
+        assert_eq!(r.sample(t, Duration::from_millis(2), HOLD), None);
         // 9 ms is risen over 2 ms (threshold 8 ms), though not over 10.
-        assert!(!r.sample(t, Duration::from_millis(9), HOLD));
-        assert!(r.sample(t + HOLD, Duration::from_millis(9), HOLD));
+        assert_eq!(r.sample(t, Duration::from_millis(9), HOLD), None);
+        assert_eq!(
+            r.sample(t + HOLD, Duration::from_millis(9), HOLD),
+            Some(Duration::from_millis(2))
+        );
     }
 
     #[test]

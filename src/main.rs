@@ -10,6 +10,13 @@ use clap::Parser;
 /// code clap uses for argument errors.
 const EXIT_FAILURE: u8 = 2;
 
+/// mimalloc instead of glibc's malloc: a proxied request allocates and
+/// frees many small buffers across threads, and glibc's free lists
+/// (`_int_free`, `malloc_consolidate`) took about a sixth of the edges' CPU
+/// at the maximum request rate (docs/benchmarks.md, "Performance fixes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     ferry_transport::install_crypto_provider();
     let cli = cli::Cli::parse();

@@ -28,6 +28,8 @@ pub struct EdgeContext {
     /// Inbound authorization (from the config file, or pushed by the
     /// control plane).
     pub authz: arc_swap::ArcSwap<crate::inbound::authz::Authorizer>,
+    /// `inbound.identity_header`, parsed once (validated with the config).
+    pub identity_header: http::HeaderName,
 }
 
 impl EdgeContext {

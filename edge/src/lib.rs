@@ -136,6 +136,8 @@ pub async fn start_with_shutdown(
     let ctx = Arc::new(EdgeContext {
         app_clients: inbound::app_client::AppClients::new(cfg.inbound.app_host),
         authz: arc_swap::ArcSwap::from_pointee(inbound::authz::Authorizer::new(&cfg.inbound.ports)),
+        identity_header: http::HeaderName::from_bytes(cfg.inbound.identity_header.as_bytes())
+            .unwrap_or(http::HeaderName::from_static("x-ferry-client-id")),
         cfg: cfg.clone(),
         identity,
         client,

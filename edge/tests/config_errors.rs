@@ -168,6 +168,14 @@ fn inbound_port_zero_names_its_entry() {
 
 const ENDPOINT: &str = "[[services.endpoints]]\naddress = \"127.0.0.1:1\"\ntunnel = \"127.0.0.1:2\"\nid = \"spiffe://t/ns/a/sa/b\"\n";
 
+#[test]
+fn invalid_identity_header_is_refused() {
+    let text = format!("{BASE}[inbound]\nidentity_header = \"x client id\"\n");
+    let (err, path) = edge_error(&text);
+    assert_names(&err, &path, 12, "inbound.identity_header");
+    assert!(err.contains("not an HTTP header name"), "{err}");
+}
+
 fn service(name: &str, namespace: &str, port: u16) -> String {
     format!(
         "[[services]]\nname = \"{name}\"\nnamespace = \"{namespace}\"\nport = {port}\n{ENDPOINT}"

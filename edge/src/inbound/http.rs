@@ -12,7 +12,7 @@ use ferry_transport::tunnel::headers::{
     FERRY_DESTINATION, FERRY_ERROR, FERRY_PROTOCOL, FERRY_SOURCE,
 };
 use ferry_transport::tunnel::{refuse, IncomingStream};
-use http::{HeaderName, HeaderValue, Request, StatusCode};
+use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::context::EdgeContext;
@@ -37,7 +37,8 @@ pub async fn serve(
         .and_then(AppProtocol::parse)
         .unwrap_or(AppProtocol::Http1);
     let method = stream.request.method().clone();
-    let path = stream.request.uri().path().to_string();
+    // For the access log (a reference-counted copy, not a new string).
+    let uri = stream.request.uri().clone();
     let log = |status: u16, error: &str| {
         ctx.metrics.request(
             "inbound",
@@ -53,7 +54,7 @@ pub async fn serve(
             transport = %peer.transport,
             protocol = protocol.as_str(),
             method = %method,
-            path = %path,
+            path = uri.path(),
             status,
             duration_us = start.elapsed().as_micros() as u64,
             error,
@@ -117,11 +118,9 @@ pub async fn serve(
         headers.remove(h);
     }
     // Never trust an identity header from outside; set the authenticated one.
-    let id_header = HeaderName::from_bytes(ctx.cfg.inbound.identity_header.as_bytes())
-        .unwrap_or(HeaderName::from_static("x-ferry-client-id"));
-    headers.remove(&id_header);
+    headers.remove(&ctx.identity_header);
     if let Ok(v) = HeaderValue::from_str(&peer.id.to_string()) {
-        headers.insert(id_header, v);
+        headers.insert(ctx.identity_header.clone(), v);
     }
     if !protocol.is_h2() {
         if let Ok(v) = HeaderValue::from_str(&authority) {

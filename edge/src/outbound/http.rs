@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use ferry_transport::tunnel::headers::{
-    FERRY_DESTINATION, FERRY_ERROR, FERRY_PROTOCOL, FERRY_SOURCE,
-};
+use ferry_transport::tunnel::headers::{FERRY_ERROR, FERRY_PROTOCOL};
 use ferry_transport::tunnel::{StreamError, TunnelError};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -50,7 +48,10 @@ pub async fn serve(
             // Each request is balanced over the endpoints discovery knows
             // now, not when this (keep-alive) connection was accepted.
             let target = target.refresh(&ctx.discovery.snapshot());
-            async move { Ok::<_, Infallible>(forward(req, h2, &target, &ctx).await) }
+            // Boxed: hyper keeps the service's future in its dispatcher, and
+            // moving this (large) state machine there was a memcpy of
+            // kilobytes per request.
+            Box::pin(async move { Ok::<_, Infallible>(forward(req, h2, &target, &ctx).await) })
         })
     };
     let shutdown = ctx.shutdown.clone();
@@ -122,7 +123,8 @@ pub async fn forward(
     let start = Instant::now();
     let protocol = AppProtocol::of(h2, req.headers());
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // For the access log (a reference-counted copy, not a new string).
+    let uri = req.uri().clone();
     let resp = forward_inner(req, protocol, target, ctx, start).await;
     let (resp, peer, transport) = match resp {
         Ok(x) => x,
@@ -145,7 +147,7 @@ pub async fn forward(
         transport = transport_label,
         protocol = protocol.as_str(),
         method = %method,
-        path = %path,
+        path = uri.path(),
         status = resp.status().as_u16(),
         duration_us = elapsed.as_micros() as u64,
         error = resp.headers().get(FERRY_ERROR).and_then(|v| v.to_str().ok()).unwrap_or(""),
@@ -185,13 +187,25 @@ async fn forward_inner(
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let uri: Uri = format!("http://{authority}{path}").parse().map_err(|e| {
-        error_response(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            format!("bad request target: {e}"),
+    // Built from parts: the path is the application's, already parsed.
+    let uri: Uri = Uri::builder()
+        .scheme(http::uri::Scheme::HTTP)
+        .authority(authority.as_str())
+        .path_and_query(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
         )
-    })?;
+        .build()
+        .map_err(|e| {
+            error_response(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("bad request target: {e}"),
+            )
+        })?;
     let mut headers: HeaderMap = parts.headers;
     strip_hop_by_hop(&mut headers);
     headers.remove(http::header::HOST);
@@ -199,12 +213,10 @@ async fn forward_inner(
     if empty_body && !headers.contains_key(http::header::CONTENT_LENGTH) {
         headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     }
-    if let Ok(v) = HeaderValue::from_str(&target.name()) {
-        headers.insert(FERRY_DESTINATION, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&ctx.id().to_string()) {
-        headers.insert(FERRY_SOURCE, v);
-    }
+    // No `ferry-source`/`ferry-destination` (informational on `CONNECT`):
+    // the far edge knows the caller from mTLS and needs only the target,
+    // and every header field costs QPACK (Huffman) coding on both edges.
+    // The far edge removes any `ferry-*` field the application sent.
     // hyper's head limit is soft (a head may overshoot it by one read), and
     // the peer refuses a header block over its limit before anything is
     // sent: answer 431 here rather than a 502 that blames the endpoint.
@@ -253,7 +265,7 @@ async fn forward_inner(
         let peer = endpoint.peer_key();
         let opened = match tokio::time::timeout(
             ctx.cfg.outbound.connect_timeout,
-            ctx.client.open(&peer, tunnel_req),
+            Box::pin(ctx.client.open(&peer, tunnel_req)),
         )
         .await
         {

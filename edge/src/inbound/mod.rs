@@ -14,6 +14,8 @@ use std::time::Instant;
 use ::http::{Method, StatusCode};
 use ferry_transport::tunnel::{parse_target, refuse, serve_connect, IncomingStream, PeerInfo};
 
+use tracing::Instrument;
+
 use crate::context::EdgeContext;
 use authz::Authorizer;
 
@@ -22,12 +24,14 @@ pub async fn handle(stream: IncomingStream, ctx: Arc<EdgeContext>) {
     // The policy of the moment (the control plane may replace it).
     let authz = ctx.authz.load_full();
     let span = tracing::info_span!("inbound", client = %stream.peer.id, transport = %stream.peer.transport);
-    let _e = span.enter();
-    drop(_e);
+    // Boxed: each is a large state machine, and building it inline made
+    // every stream memcpy it into this one.
     if stream.request.method() == Method::CONNECT {
-        tcp(stream, ctx, &authz).await;
+        Box::pin(tcp(stream, ctx, &authz)).instrument(span).await;
     } else {
-        http::serve(stream, ctx, &authz).await;
+        Box::pin(http::serve(stream, ctx, &authz))
+            .instrument(span)
+            .await;
     }
 }
 

@@ -235,7 +235,10 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
                         linger = None;
                         let s = shared.clone();
                         let peer = peer.clone();
-                        shared.tasks.spawn(streams.track_future(async move {
+                        // Boxed once here: the wrappers (span, trackers,
+                        // the task cell) then move a pointer, not the
+                        // stream's whole state machine.
+                        shared.tasks.spawn(streams.track_future(Box::pin(async move {
                             let header_timeout = s.cfg.request_header_timeout;
                             match tokio::time::timeout(header_timeout, resolver.resolve_request()).await {
                                 Ok(Ok((req, stream))) => {
@@ -253,7 +256,7 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
                                 Ok(Err(e)) => tracing::debug!(error = %e, "bad HTTP/3 request refused"),
                                 Err(_) => tracing::debug!("HTTP/3 request headers timed out"),
                             }
-                        }.in_current_span()));
+                        }.in_current_span())));
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -451,7 +454,7 @@ async fn serve_tls_conn<IO>(
                     Some(Ok((req, respond))) => {
                         let s = shared.clone();
                         let peer = peer.clone();
-                        shared.tasks.spawn(async move {
+                        shared.tasks.spawn(Box::pin(async move {
                             let metric = s.tls.metrics().stream_opened(TransportKind::H2, Side::Server);
                             let ticket = StreamTicket::new(Reservation::none(), metric);
                             let (parts, body) = req.into_parts();
@@ -462,7 +465,7 @@ async fn serve_tls_conn<IO>(
                                 responder: Responder::new(ResponderInner::H2(respond), ticket),
                             };
                             dispatch(s, incoming).await;
-                        }.in_current_span());
+                        }.in_current_span()));
                     }
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "HTTP/2 stream or connection error");

@@ -133,11 +133,18 @@ pub async fn start_with_shutdown(
         addr: "0.0.0.0:0".parse().expect("static"),
         source: e,
     })?;
+    // Validated when a file is loaded; a config built in code is checked here.
+    let identity_header = http::HeaderName::from_bytes(cfg.inbound.identity_header.as_bytes())
+        .map_err(|e| {
+            EdgeError::Other(format!(
+                "inbound.identity_header {:?} is not an HTTP header name: {e}",
+                cfg.inbound.identity_header
+            ))
+        })?;
     let ctx = Arc::new(EdgeContext {
         app_clients: inbound::app_client::AppClients::new(cfg.inbound.app_host),
         authz: arc_swap::ArcSwap::from_pointee(inbound::authz::Authorizer::new(&cfg.inbound.ports)),
-        identity_header: http::HeaderName::from_bytes(cfg.inbound.identity_header.as_bytes())
-            .unwrap_or(http::HeaderName::from_static("x-ferry-client-id")),
+        identity_header,
         cfg: cfg.clone(),
         identity,
         client,

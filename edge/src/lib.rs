@@ -36,6 +36,9 @@ use context::EdgeContext;
 use discovery::Discovery;
 use metrics::EdgeMetrics;
 
+/// Connections to the local application idle this long are closed.
+const APP_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Why the edge could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
@@ -142,7 +145,11 @@ pub async fn start_with_shutdown(
             ))
         })?;
     let ctx = Arc::new(EdgeContext {
-        app_clients: inbound::app_client::AppClients::new(cfg.inbound.app_host),
+        app_clients: inbound::app_client::AppClients::new(
+            cfg.inbound.app_host,
+            tcfg.target_connect_timeout,
+            APP_IDLE_TIMEOUT,
+        ),
         authz: arc_swap::ArcSwap::from_pointee(inbound::authz::Authorizer::new(&cfg.inbound.ports)),
         identity_header,
         cfg: cfg.clone(),

@@ -16,7 +16,7 @@ use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::context::EdgeContext;
-use crate::tunnel_body::{pump_body, recv_to_body};
+use crate::tunnel_body::{pump_body, recv_to_body, PumpEnd};
 use crate::wire::{strip_hop_by_hop, AppProtocol, FERRY_TARGET};
 
 pub async fn serve(
@@ -106,7 +106,13 @@ pub async fn serve(
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let uri = format!("http://{host_only}:{}{path_q}", target.port());
+    // HTTP/1.1 goes out in origin form with a Host header; h2c needs the
+    // scheme and authority for its pseudo-headers.
+    let uri = if protocol.is_h2() {
+        format!("http://{host_only}:{}{path_q}", target.port())
+    } else {
+        path_q.to_string()
+    };
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
     for h in [
@@ -156,36 +162,27 @@ pub async fn serve(
         }
     };
     *req.headers_mut() = headers;
-    let client = if protocol.is_h2() {
-        &ctx.app_clients.h2
-    } else {
-        &ctx.app_clients.http1
-    };
-    let resp = match client.request(req).await {
+    let (resp, lease) = match ctx
+        .app_clients
+        .request(target.port(), protocol.is_h2(), req)
+        .await
+    {
         Ok(r) => r,
         Err(e) => {
-            let (status, code) = if e.is_connect() {
-                (StatusCode::BAD_GATEWAY, "app_unreachable")
+            let code = if e.is_connect() {
+                "app_unreachable"
             } else {
-                (StatusCode::BAD_GATEWAY, "app_error")
+                "app_error"
             };
-            // hyper-util's own message ("client error (SendRequest)") says
-            // little; the causes under it say what happened.
-            let mut detail = e.to_string();
-            let mut cause = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                detail += &format!(": {c}");
-                cause = c.source();
-            }
-            tracing::debug!(error = %detail, port = target.port(), "local application request failed");
+            tracing::debug!(error = %e, port = target.port(), "local application request failed");
             let _ = responder
                 .send_simple(
-                    status,
+                    StatusCode::BAD_GATEWAY,
                     Some(code),
-                    &format!("application at port {}: {detail}\n", target.port()),
+                    &format!("application at port {}: {e}\n", target.port()),
                 )
                 .await;
-            log(status.as_u16(), code);
+            log(StatusCode::BAD_GATEWAY.as_u16(), code);
             return;
         }
     };
@@ -205,4 +202,8 @@ pub async fn serve(
     log(status, "");
     let end = pump_body(body.boxed(), send).await;
     tracing::trace!(?end, "response body done");
+    // Read to its end, the application connection can take another request.
+    if matches!(end, PumpEnd::Complete(_)) {
+        lease.release().await;
+    }
 }

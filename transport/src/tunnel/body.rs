@@ -217,6 +217,10 @@ impl RecvBody {
     /// one) is skipped. Handed on, it would become an empty frame that does
     /// not end the stream on the next hop, and h2 peers close a connection
     /// after 100 of those (`too_many_data_frames`).
+    ///
+    /// Cancel-safe: dropped before it completes, it has taken nothing from
+    /// the stream (the splice polls it once to take chunks that already
+    /// arrived).
     pub async fn data(&mut self) -> Result<Option<Bytes>, StreamError> {
         loop {
             match self.next_chunk().await? {

@@ -104,32 +104,7 @@ fn stream1_frames(wire: &[u8]) -> Vec<(u8, u8)> {
 async fn trailers_only_through_edges(transport: &'static str) {
     let mesh = Mesh::new();
     let app = trailers_only_app().await;
-    let empty = mesh.write("empty-mesh.toml", "");
-    let opts = EdgeOpts {
-        force_transport: Some(transport),
-        ..Default::default()
-    };
-    let server = start_edge(&mesh, "api", &empty, &opts).await;
-    let (api_id, _) = mesh.identity("api");
-    let mesh_file = mesh.write(
-        "mesh.toml",
-        &mesh_toml(&[Svc {
-            name: "echo",
-            port: app.port(),
-            protocol: "grpc",
-            endpoints: vec![(app, server.tunnel, api_id)],
-        }]),
-    );
-    let client = start_edge(
-        &mesh,
-        "web",
-        &mesh_file,
-        &EdgeOpts {
-            listeners: vec![format!("echo.default:{}", app.port())],
-            ..opts
-        },
-    )
-    .await;
+    let (_server, client) = edge_pair(&mesh, app, "echo", "grpc", transport).await;
 
     let seen = Arc::new(Mutex::new(Vec::new()));
     let tcp = TcpStream::connect(client.outbound[0].0).await.unwrap();

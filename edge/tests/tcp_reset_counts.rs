@@ -40,32 +40,7 @@ async fn read_then_reset_app() -> std::net::SocketAddr {
 async fn counted_after_reset(transport: &'static str) {
     let mesh = Mesh::new();
     let app = read_then_reset_app().await;
-    let empty = mesh.write("empty-mesh.toml", "");
-    let opts = EdgeOpts {
-        force_transport: Some(transport),
-        ..Default::default()
-    };
-    let server = start_edge(&mesh, "api", &empty, &opts).await;
-    let (api_id, _) = mesh.identity("api");
-    let mesh_file = mesh.write(
-        "mesh.toml",
-        &mesh_toml(&[Svc {
-            name: "sink",
-            port: app.port(),
-            protocol: "tcp",
-            endpoints: vec![(app, server.tunnel, api_id)],
-        }]),
-    );
-    let client = start_edge(
-        &mesh,
-        "web",
-        &mesh_file,
-        &EdgeOpts {
-            listeners: vec![format!("sink.default:{}", app.port())],
-            ..opts
-        },
-    )
-    .await;
+    let (server, client) = edge_pair(&mesh, app, "sink", "tcp", transport).await;
 
     let mut s = TcpStream::connect(client.outbound[0].0).await.unwrap();
     s.write_all(&vec![7u8; N]).await.unwrap();

@@ -122,6 +122,45 @@ pub async fn start_edge(mesh: &Mesh, sa: &str, mesh_file: &Path, opts: &EdgeOpts
     ferry_edge::start(cfg).await.unwrap()
 }
 
+/// A server edge "api" in front of `app` and a client edge "web" with one
+/// listener for it: service `name` at the app's port with the `protocol`
+/// hint, both edges on `transport`. Returns (server, client).
+pub async fn edge_pair(
+    mesh: &Mesh,
+    app: SocketAddr,
+    name: &str,
+    protocol: &'static str,
+    transport: &'static str,
+) -> (RunningEdge, RunningEdge) {
+    let empty = mesh.write("empty-mesh.toml", "");
+    let opts = EdgeOpts {
+        force_transport: Some(transport),
+        ..Default::default()
+    };
+    let server = start_edge(mesh, "api", &empty, &opts).await;
+    let (api_id, _) = mesh.identity("api");
+    let mesh_file = mesh.write(
+        "mesh.toml",
+        &mesh_toml(&[Svc {
+            name,
+            port: app.port(),
+            protocol,
+            endpoints: vec![(app, server.tunnel, api_id)],
+        }]),
+    );
+    let client = start_edge(
+        mesh,
+        "web",
+        &mesh_file,
+        &EdgeOpts {
+            listeners: vec![format!("{name}.default:{}", app.port())],
+            ..opts
+        },
+    )
+    .await;
+    (server, client)
+}
+
 pub fn write_edge_config(mesh: &Mesh, sa: &str, mesh_file: &Path, opts: &EdgeOpts) -> PathBuf {
     let (_, dir) = mesh.identity(sa);
     let mut t = format!(

@@ -151,22 +151,43 @@ impl AppClients {
         req: Request<ProxyBody>,
     ) -> Result<(Response<Incoming>, Lease), AppError> {
         self.start_sweeper();
-        if h2 {
-            let mut sender = match self.inner.shared_h2(port) {
-                Some(s) => s,
-                None => self.inner.dial_h2(port).await?,
-            };
-            sender.ready().await.map_err(AppError::Request)?;
-            let resp = sender.send_request(req).await.map_err(AppError::Request)?;
-            return Ok((
-                resp,
-                Lease {
-                    conn: None,
-                    pool: self.inner.clone(),
-                },
-            ));
-        }
         let mut req = req;
+        if h2 {
+            loop {
+                let (mut sender, reused) = match self.inner.shared_h2(port) {
+                    Some(s) => (s, true),
+                    None => (self.inner.dial_h2(port).await?, false),
+                };
+                let sent = match sender.ready().await {
+                    Ok(()) => sender.try_send_request(req).await,
+                    Err(e) if reused => {
+                        // Closed since it was shared (a GOAWAY, say): dial anew.
+                        tracing::debug!(port, error = %chain(&e), "shared h2c connection unusable");
+                        self.inner.forget_h2(port);
+                        continue;
+                    }
+                    Err(e) => return Err(AppError::Request(e)),
+                };
+                match sent {
+                    Ok(resp) => {
+                        return Ok((
+                            resp,
+                            Lease {
+                                conn: None,
+                                pool: self.inner.clone(),
+                            },
+                        ))
+                    }
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) if reused => {
+                            self.inner.forget_h2(port);
+                            req = unsent;
+                        }
+                        _ => return Err(AppError::Request(e.into_error())),
+                    },
+                }
+            }
+        }
         loop {
             let (mut sender, reused) = match self.inner.checkout(port) {
                 Some(s) => (s, true),
@@ -190,6 +211,12 @@ impl AppClients {
                 },
             }
         }
+    }
+
+    /// Whether an open h2c connection to `port` is shared.
+    pub fn shares_h2(&self, port: u16) -> bool {
+        let shared = self.inner.h2.lock().unwrap_or_else(|e| e.into_inner());
+        shared.get(&port).is_some_and(|s| !s.sender.is_closed())
     }
 
     /// Idle HTTP/1.1 connections pooled for `port`.
@@ -244,6 +271,13 @@ impl Inner {
         }
         s.last_used = Instant::now();
         Some(s.sender.clone())
+    }
+
+    /// Stops sharing `port`'s h2c connection (it failed); the next request
+    /// dials a new one.
+    fn forget_h2(&self, port: u16) {
+        let mut shared = self.h2.lock().unwrap_or_else(|e| e.into_inner());
+        shared.remove(&port);
     }
 
     /// Drops idle HTTP/1.1 connections past the idle timeout (closing them)
@@ -431,6 +465,62 @@ mod tests {
             assert!(Instant::now() < deadline, "idle connection still pooled");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// An h2c application answering each request with the number of its
+    /// connection; each connection is closed (GOAWAY) after two requests.
+    async fn h2c_app() -> (u16, Arc<AtomicUsize>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let counter = conns.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = l.accept().await.unwrap();
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut conn = h2::server::handshake(tcp).await.unwrap();
+                    let mut served = 0;
+                    while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                        let mut send = respond.send_response(Response::new(()), false).unwrap();
+                        send.send_data(Bytes::from(n.to_string()), true).unwrap();
+                        served += 1;
+                        if served == 2 {
+                            conn.graceful_shutdown();
+                        }
+                    }
+                });
+            }
+        });
+        (port, conns)
+    }
+
+    #[tokio::test]
+    async fn h2c_requests_share_a_connection_and_a_closed_one_is_replaced() {
+        let (port, conns) = h2c_app().await;
+        let c = clients(Duration::from_secs(30));
+        let mut answers = Vec::new();
+        for i in 0..5 {
+            if i == 2 || i == 4 {
+                // The application closed the connection after two answers;
+                // once the client has seen that, the next request dials.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while c.shares_h2(port) {
+                    assert!(Instant::now() < deadline, "GOAWAY not seen");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            let req = Request::builder()
+                .uri(format!("http://app:{port}/"))
+                .body(crate::tunnel_body::empty())
+                .unwrap();
+            let (resp, lease) = c.request(port, true, req).await.unwrap();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            lease.release().await;
+            answers.push(String::from_utf8(body.to_vec()).unwrap());
+        }
+        assert_eq!(answers, ["0", "0", "1", "1", "2"]);
+        assert_eq!(conns.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

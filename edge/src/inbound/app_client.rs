@@ -364,10 +364,13 @@ mod tests {
     use hyper::service::service_fn;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// An HTTP/1.1 application that answers with the number of the
-    /// connection the request came on, closing each connection after
-    /// `per_conn` requests.
-    async fn app(per_conn: usize) -> (u16, Arc<AtomicUsize>) {
+    /// A listener on a free port that hands each accepted connection, with
+    /// its number (0, 1, …), to `serve`; returns the port and the count.
+    async fn counting_app<F, Fut>(serve: F) -> (u16, Arc<AtomicUsize>)
+    where
+        F: Fn(TcpStream, usize) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         let conns = Arc::new(AtomicUsize::new(0));
@@ -375,27 +378,34 @@ mod tests {
         tokio::spawn(async move {
             loop {
                 let (tcp, _) = l.accept().await.unwrap();
-                let n = counter.fetch_add(1, Ordering::SeqCst);
-                let served = Arc::new(AtomicUsize::new(0));
-                tokio::spawn(async move {
-                    let svc = service_fn(move |_req| {
-                        let served = served.clone();
-                        async move {
-                            let mut resp = Response::new(Full::new(Bytes::from(n.to_string())));
-                            if served.fetch_add(1, Ordering::SeqCst) + 1 >= per_conn {
-                                resp.headers_mut()
-                                    .insert(http::header::CONNECTION, "close".parse().unwrap());
-                            }
-                            Ok::<_, std::convert::Infallible>(resp)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
-                });
+                tokio::spawn(serve(tcp, counter.fetch_add(1, Ordering::SeqCst)));
             }
         });
         (port, conns)
+    }
+
+    /// An HTTP/1.1 application that answers with the number of the
+    /// connection the request came on, closing each connection after
+    /// `per_conn` requests.
+    async fn app(per_conn: usize) -> (u16, Arc<AtomicUsize>) {
+        counting_app(move |tcp, n| async move {
+            let served = Arc::new(AtomicUsize::new(0));
+            let svc = service_fn(move |_req| {
+                let served = served.clone();
+                async move {
+                    let mut resp = Response::new(Full::new(Bytes::from(n.to_string())));
+                    if served.fetch_add(1, Ordering::SeqCst) + 1 >= per_conn {
+                        resp.headers_mut()
+                            .insert(http::header::CONNECTION, "close".parse().unwrap());
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        })
+        .await
     }
 
     fn get() -> Request<ProxyBody> {
@@ -470,29 +480,19 @@ mod tests {
     /// An h2c application answering each request with the number of its
     /// connection; each connection is closed (GOAWAY) after two requests.
     async fn h2c_app() -> (u16, Arc<AtomicUsize>) {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = l.local_addr().unwrap().port();
-        let conns = Arc::new(AtomicUsize::new(0));
-        let counter = conns.clone();
-        tokio::spawn(async move {
-            loop {
-                let (tcp, _) = l.accept().await.unwrap();
-                let n = counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut conn = h2::server::handshake(tcp).await.unwrap();
-                    let mut served = 0;
-                    while let Some(Ok((_req, mut respond))) = conn.accept().await {
-                        let mut send = respond.send_response(Response::new(()), false).unwrap();
-                        send.send_data(Bytes::from(n.to_string()), true).unwrap();
-                        served += 1;
-                        if served == 2 {
-                            conn.graceful_shutdown();
-                        }
-                    }
-                });
+        counting_app(|tcp, n| async move {
+            let mut conn = h2::server::handshake(tcp).await.unwrap();
+            let mut served = 0;
+            while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                let mut send = respond.send_response(Response::new(()), false).unwrap();
+                send.send_data(Bytes::from(n.to_string()), true).unwrap();
+                served += 1;
+                if served == 2 {
+                    conn.graceful_shutdown();
+                }
             }
-        });
-        (port, conns)
+        })
+        .await
     }
 
     #[tokio::test]

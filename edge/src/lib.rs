@@ -137,13 +137,10 @@ pub async fn start_with_shutdown(
         source: e,
     })?;
     // Validated when a file is loaded; a config built in code is checked here.
-    let identity_header = http::HeaderName::from_bytes(cfg.inbound.identity_header.as_bytes())
-        .map_err(|e| {
-            EdgeError::Other(format!(
-                "inbound.identity_header {:?} is not an HTTP header name: {e}",
-                cfg.inbound.identity_header
-            ))
-        })?;
+    let identity_header = cfg
+        .inbound
+        .identity_header_name()
+        .map_err(|e| EdgeError::Other(format!("inbound.identity_header {e}")))?;
     let ctx = Arc::new(EdgeContext {
         app_clients: inbound::app_client::AppClients::new(
             cfg.inbound.app_host,

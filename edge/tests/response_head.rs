@@ -14,6 +14,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
+/// Reads from `tcp` until a blank line ends an HTTP/1 head; `None` if the
+/// connection ends first. Returns everything read.
+async fn read_head(tcp: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(seen)
+}
+
 /// An HTTP/1.1 application that answers every request with a head
 /// (`content-length: 4`) and sends the body `"body"` once `go` is notified.
 async fn late_body_app(go: Arc<Notify>) -> SocketAddr {
@@ -26,13 +40,8 @@ async fn late_body_app(go: Arc<Notify>) -> SocketAddr {
             };
             let go = go.clone();
             tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tcp.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
+                if read_head(&mut tcp).await.is_none() {
+                    return;
                 }
                 let head = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nx-late: yes\r\n\r\n";
                 if tcp.write_all(head).await.is_err() {
@@ -41,7 +50,7 @@ async fn late_body_app(go: Arc<Notify>) -> SocketAddr {
                 go.notified().await;
                 let _ = tcp.write_all(b"body").await;
                 // Keep the connection until the edge closes it.
-                let _ = tcp.read(&mut buf).await;
+                let _ = tcp.read(&mut [0u8; 64]).await;
             });
         }
     });
@@ -58,18 +67,11 @@ async fn head_before_late_body(transport: &'static str) {
     c.write_all(b"GET /late HTTP/1.1\r\nHost: late.default\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    let head = tokio::time::timeout(Duration::from_secs(10), async {
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = c.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed before the head");
-            got.extend_from_slice(&buf[..n]);
-        }
-        String::from_utf8_lossy(&got).to_string()
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{transport}: the head was held back for the body"));
+    let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut c))
+        .await
+        .unwrap_or_else(|_| panic!("{transport}: the head was held back for the body"))
+        .expect("closed before the head");
+    let head = String::from_utf8_lossy(&head).to_string();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.to_ascii_lowercase().contains("x-late: yes"), "{head}");
     go.notify_one();

@@ -88,15 +88,8 @@ impl EdgeConfig {
                 ));
             }
         }
-        if let Err(e) = http::HeaderName::from_bytes(self.inbound.identity_header.as_bytes()) {
-            return Err(invalid(
-                "inbound.identity_header",
-                "identity_header",
-                format!(
-                    "{:?} is not an HTTP header name: {e}",
-                    self.inbound.identity_header
-                ),
-            ));
+        if let Err(e) = self.inbound.identity_header_name() {
+            return Err(invalid("inbound.identity_header", "identity_header", e));
         }
         for (i, p) in self.inbound.ports.iter().enumerate() {
             if p.port == 0 {

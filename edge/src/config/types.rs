@@ -228,6 +228,14 @@ pub struct InboundConfig {
 fn default_identity_header() -> String {
     "x-ferry-client-id".into()
 }
+
+impl InboundConfig {
+    /// `identity_header` as a header name, or why it is not one.
+    pub fn identity_header_name(&self) -> Result<http::HeaderName, String> {
+        http::HeaderName::from_bytes(self.identity_header.as_bytes())
+            .map_err(|e| format!("{:?} is not an HTTP header name: {e}", self.identity_header))
+    }
+}
 fn default_app_host() -> std::net::IpAddr {
     std::net::Ipv4Addr::LOCALHOST.into()
 }

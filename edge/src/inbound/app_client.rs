@@ -77,7 +77,6 @@ struct Inner {
     idle_timeout: Duration,
     http1: Mutex<HashMap<u16, Vec<Idle>>>,
     h2: Mutex<HashMap<u16, Shared>>,
-    sweeper: std::sync::Once,
 }
 
 #[derive(Debug)]
@@ -97,8 +96,8 @@ struct Shared {
 /// Dropped instead, the connection closes when its exchange ends.
 #[derive(Debug)]
 pub struct Lease {
-    conn: Option<(http1::SendRequest<ProxyBody>, u16)>,
-    pool: Arc<Inner>,
+    /// The connection, its port and its pool; none for h2c (shared).
+    conn: Option<(http1::SendRequest<ProxyBody>, u16, Arc<Inner>)>,
 }
 
 impl Lease {
@@ -106,7 +105,7 @@ impl Lease {
     /// next request; a connection that closed or does not become ready in
     /// time is dropped.
     pub async fn release(self) {
-        let Some((mut sender, port)) = self.conn else {
+        let Some((mut sender, port, pool)) = self.conn else {
             return;
         };
         if !sender.is_ready() {
@@ -115,7 +114,7 @@ impl Lease {
                 _ => return,
             }
         }
-        let mut idle = self.pool.http1.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = pool.http1.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.entry(port).or_default();
         if list.len() < MAX_IDLE_PER_PORT {
             list.push(Idle {
@@ -128,18 +127,30 @@ impl Lease {
 
 impl AppClients {
     /// Clients dialling `host`, giving up on a connect after
-    /// `connect_timeout` and closing connections idle for `idle_timeout`.
+    /// `connect_timeout` and closing connections idle for `idle_timeout`
+    /// (one sweeper task, started here: call inside the runtime; it ends
+    /// with the clients).
     pub fn new(host: IpAddr, connect_timeout: Duration, idle_timeout: Duration) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                host,
-                connect_timeout,
-                idle_timeout,
-                http1: Mutex::new(HashMap::new()),
-                h2: Mutex::new(HashMap::new()),
-                sweeper: std::sync::Once::new(),
-            }),
-        }
+        let inner = Arc::new(Inner {
+            host,
+            connect_timeout,
+            idle_timeout,
+            http1: Mutex::new(HashMap::new()),
+            h2: Mutex::new(HashMap::new()),
+        });
+        let weak: Weak<Inner> = Arc::downgrade(&inner);
+        let every = (idle_timeout / 2).max(Duration::from_millis(10));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                inner.sweep(Instant::now());
+            }
+        });
+        Self { inner }
     }
 
     /// Sends `req` to the application's `port` over HTTP/1.1 (origin-form
@@ -150,7 +161,6 @@ impl AppClients {
         h2: bool,
         req: Request<ProxyBody>,
     ) -> Result<(Response<Incoming>, Lease), AppError> {
-        self.start_sweeper();
         let mut req = req;
         if h2 {
             loop {
@@ -169,15 +179,7 @@ impl AppClients {
                     Err(e) => return Err(AppError::Request(e)),
                 };
                 match sent {
-                    Ok(resp) => {
-                        return Ok((
-                            resp,
-                            Lease {
-                                conn: None,
-                                pool: self.inner.clone(),
-                            },
-                        ))
-                    }
+                    Ok(resp) => return Ok((resp, Lease { conn: None })),
                     Err(mut e) => match e.take_message() {
                         Some(unsent) if reused => {
                             self.inner.forget_h2(port);
@@ -198,8 +200,7 @@ impl AppClients {
                     return Ok((
                         resp,
                         Lease {
-                            conn: Some((sender, port)),
-                            pool: self.inner.clone(),
+                            conn: Some((sender, port, self.inner.clone())),
                         },
                     ))
                 }
@@ -214,34 +215,17 @@ impl AppClients {
     }
 
     /// Whether an open h2c connection to `port` is shared.
-    pub fn shares_h2(&self, port: u16) -> bool {
+    #[cfg(test)]
+    fn shares_h2(&self, port: u16) -> bool {
         let shared = self.inner.h2.lock().unwrap_or_else(|e| e.into_inner());
         shared.get(&port).is_some_and(|s| !s.sender.is_closed())
     }
 
     /// Idle HTTP/1.1 connections pooled for `port`.
-    pub fn idle_http1(&self, port: u16) -> usize {
+    #[cfg(test)]
+    fn idle_http1(&self, port: u16) -> usize {
         let idle = self.inner.http1.lock().unwrap_or_else(|e| e.into_inner());
         idle.get(&port).map_or(0, Vec::len)
-    }
-
-    /// One task per edge closes connections idle longer than the idle
-    /// timeout; it ends with the clients.
-    fn start_sweeper(&self) {
-        self.inner.sweeper.call_once(|| {
-            let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-            let every = (self.inner.idle_timeout / 2).max(Duration::from_millis(10));
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let Some(inner) = weak.upgrade() else { return };
-                    inner.sweep(Instant::now());
-                }
-            });
-        });
     }
 }
 

@@ -97,10 +97,6 @@ pub async fn serve(
         .authority()
         .map(|a| a.to_string())
         .unwrap_or_else(|| target.to_string());
-    let host_only = authority
-        .rsplit_once(':')
-        .map(|(h, _)| h.to_string())
-        .unwrap_or(authority.clone());
     let path_q = parts
         .uri
         .path_and_query()
@@ -109,7 +105,10 @@ pub async fn serve(
     // HTTP/1.1 goes out in origin form with a Host header; h2c needs the
     // scheme and authority for its pseudo-headers.
     let uri = if protocol.is_h2() {
-        format!("http://{host_only}:{}{path_q}", target.port())
+        let host = authority
+            .rsplit_once(':')
+            .map_or(authority.as_str(), |(h, _)| h);
+        format!("http://{host}:{}{path_q}", target.port())
     } else {
         path_q.to_string()
     };

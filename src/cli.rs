@@ -8,6 +8,12 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ferry_transport::identity::pki;
 
+use crate::runtime::ThreadsArg;
+
+/// An edge's default `--threads`: a sidecar serves one workload, and one
+/// thread costs the least CPU per request (see [`crate::runtime`]).
+const EDGE_THREADS: u16 = 1;
+
 /// Ferry: a QUIC/HTTP3 transport overlay for service meshes.
 #[derive(Debug, Parser)]
 #[command(name = "ferry", version, about)]
@@ -73,6 +79,8 @@ pub struct GatewayArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +100,8 @@ pub struct ControlArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,9 +127,12 @@ impl ControlArgs {
                     listen: self.listen,
                     admin: self.admin,
                 };
-                block_on(ferry_control::run_with(&config, overrides, |control| {
-                    ferry_multicluster::start(control);
-                }))?;
+                block_on(
+                    self.threads.or(0),
+                    ferry_control::run_with(&config, overrides, |control| {
+                        ferry_multicluster::start(control);
+                    }),
+                )?;
                 Ok(())
             }
         }
@@ -144,6 +157,8 @@ pub struct EdgeArgs {
     /// Log format on stderr (access logs use the tracing target `access`).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,7 +215,7 @@ impl EdgeArgs {
                 let config = self
                     .config
                     .ok_or_else(|| anyhow::anyhow!("--config FILE is required"))?;
-                block_on(ferry_edge::run(&config))?;
+                block_on(self.threads.or(EDGE_THREADS), ferry_edge::run(&config))?;
                 Ok(())
             }
         }
@@ -254,14 +269,15 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
     pki::parse_ttl(s).map_err(|e| e.to_string())
 }
 
-/// Runs a long-lived server command on a multi-threaded runtime.
-fn block_on<E>(future: impl std::future::Future<Output = Result<(), E>>) -> anyhow::Result<()>
+/// Runs a long-lived server command on a runtime with `threads` threads.
+fn block_on<E>(
+    threads: u16,
+    future: impl std::future::Future<Output = Result<(), E>>,
+) -> anyhow::Result<()>
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime::build(threads)?;
     runtime.block_on(future)?;
     Ok(())
 }
@@ -283,7 +299,9 @@ impl Cli {
             Command::Certs(certs) => certs.run(),
             Command::Edge(edge) => edge.run(),
             Command::Control(control) => control.run(),
-            Command::Gateway(gateway) => block_on(ferry_gateway::run(&gateway.config)),
+            Command::Gateway(gateway) => {
+                block_on(gateway.threads.or(0), ferry_gateway::run(&gateway.config))
+            }
             Command::Demo(demo) => demo.run(),
         }
     }
@@ -318,5 +336,27 @@ mod tests {
     #[test]
     fn cli_definition_is_valid() {
         Cli::command().debug_assert();
+    }
+
+    fn edge_threads(args: &[&str]) -> Result<Option<u16>, clap::Error> {
+        let cli = Cli::try_parse_from(["ferry", "edge", "--config", "e.toml"].iter().chain(args))?;
+        match cli.command {
+            Command::Edge(edge) => Ok(edge.threads.threads),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn threads_is_optional_and_bounded() {
+        // FERRY_THREADS in the test's environment would change the default.
+        if std::env::var_os("FERRY_THREADS").is_none() {
+            assert_eq!(edge_threads(&[]).expect("parses"), None);
+        }
+        assert_eq!(edge_threads(&["--threads", "4"]).expect("parses"), Some(4));
+        assert_eq!(edge_threads(&["--threads", "0"]).expect("parses"), Some(0));
+        let err = edge_threads(&["--threads", "5000"]).expect_err("out of range");
+        assert!(err.to_string().contains("--threads"), "{err}");
+        let err = edge_threads(&["--threads", "two"]).expect_err("not a number");
+        assert!(err.to_string().contains("--threads"), "{err}");
     }
 }

@@ -1,6 +1,7 @@
 //! The `ferry` binary: parses arguments and hands off to the library.
 
 mod cli;
+mod runtime;
 
 use std::process::ExitCode;
 

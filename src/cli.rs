@@ -278,6 +278,7 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     let runtime = crate::runtime::build(threads)?;
+    tracing::debug!(threads = runtime.metrics().num_workers(), "runtime started");
     runtime.block_on(future)?;
     Ok(())
 }

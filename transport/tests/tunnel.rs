@@ -125,8 +125,15 @@ async fn thousand_streams(kind: TransportKind) {
             .expect("stream finished in time")
             .unwrap();
     }
+    // The pool fills a connection up to the stream limit before it dials
+    // another: 1,000 streams need at most this many connections.
+    let most = 1000usize.div_ceil(test_config().max_concurrent_streams as usize);
     let pooled = p.client.pooled(&p.peer);
-    assert_eq!(pooled.len(), 1, "all streams shared one connection");
+    assert!(
+        (1..=most).contains(&pooled.len()),
+        "{} connections carried 1,000 streams (at most {most} expected)",
+        pooled.len()
+    );
     assert_eq!(p.seen.ids().len(), 1000);
     assert!(p.seen.ids().iter().all(|i| i.to_string() == CLIENT_ID));
 }

@@ -60,7 +60,11 @@ pub struct TunnelConfig {
     pub quic_rtt_rise_hold: Duration,
     /// The pool closes connections without streams for this long.
     pub pool_idle_timeout: Duration,
-    /// Concurrent streams per connection (each direction).
+    /// Concurrent streams per connection: what an accepting end allows its
+    /// peer, and what the pool puts on one connection before it dials
+    /// another to the same peer. quinn sets up state for every allowed
+    /// stream when a connection starts (about 85 bytes each), so this is
+    /// memory per connection.
     pub max_concurrent_streams: u32,
     /// Per-stream receive window, bytes.
     pub stream_window: u32,
@@ -102,7 +106,7 @@ impl Default for TunnelConfig {
             quic_unanswered: Duration::from_millis(750),
             quic_rtt_rise_hold: super::rtt_rise::HOLD,
             pool_idle_timeout: Duration::from_secs(90),
-            max_concurrent_streams: 2048,
+            max_concurrent_streams: 256,
             // 1 Gb/s x 10 ms = 1.25 MB in flight; leave headroom.
             stream_window: 4 << 20,
             connection_window: 16 << 20,

@@ -10,10 +10,29 @@ use quinn::{EndpointConfig, MtuDiscoveryConfig, TransportConfig, VarInt};
 use super::config::{Congestion, TunnelConfig};
 use super::segmenting_socket::bind_udp;
 
-/// quinn transport parameters for mesh links.
-pub fn transport_config(cfg: &TunnelConfig) -> Arc<TransportConfig> {
+/// Which end of a connection a transport configuration is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Accepts connections and the peer's request streams.
+    Server,
+    /// Dials and opens request streams; accepts no bidirectional stream.
+    Client,
+}
+
+/// quinn transport parameters for mesh links, for one end.
+///
+/// quinn sets up its state for every stream the peer may open as soon as
+/// the connection starts (two hash-map entries per stream), so the
+/// allowance is a cost per connection: a dialing end allows the peer no
+/// bidirectional stream (an HTTP/3 server never opens one, RFC 9114
+/// section 6.1), and the accepting end allows `max_concurrent_streams`.
+pub fn transport_config(cfg: &TunnelConfig, role: Role) -> Arc<TransportConfig> {
+    let peer_bidi = match role {
+        Role::Server => cfg.max_concurrent_streams,
+        Role::Client => 0,
+    };
     let mut t = TransportConfig::default();
-    t.max_concurrent_bidi_streams(VarInt::from_u32(cfg.max_concurrent_streams))
+    t.max_concurrent_bidi_streams(VarInt::from_u32(peer_bidi))
         // HTTP/3 needs three unidirectional streams per side; allow a few more.
         .max_concurrent_uni_streams(VarInt::from_u32(16))
         .stream_receive_window(VarInt::from_u32(cfg.stream_window))
@@ -61,7 +80,7 @@ pub fn server_endpoint(
     let crypto = QuicServerConfig::try_from(tls)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    server.transport_config(transport_config(cfg));
+    server.transport_config(transport_config(cfg, Role::Server));
     server.max_incoming(cfg.max_connections.max(1));
     let socket = bind_udp(addr, cfg)?;
     quinn::Endpoint::new_with_abstract_socket(
@@ -90,7 +109,7 @@ pub fn client_config(
 ) -> Result<quinn::ClientConfig, String> {
     let crypto = QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
     let mut c = quinn::ClientConfig::new(Arc::new(crypto));
-    c.transport_config(transport_config(cfg));
+    c.transport_config(transport_config(cfg, Role::Client));
     Ok(c)
 }
 

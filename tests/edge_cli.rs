@@ -89,34 +89,68 @@ fn bad_config_is_refused_with_file_line_and_field() {
     );
 }
 
-#[test]
-fn edge_process_starts_serves_ready_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    certs(dir.path());
-    let p = config(dir.path(), "");
+/// Starts `ferry edge` on the config in `dir` with extra arguments and
+/// environment; returns the process and its ready line.
+fn start_edge(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Guard, serde_json::Value) {
+    let p = config(dir, "");
     let mut child = Command::new(FERRY)
         .args(["edge", "--config"])
         .arg(&p)
+        .args(args)
         .env("RUST_LOG", "warn")
+        .env_remove("FERRY_THREADS")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let mut guard = Guard(child);
+    let guard = Guard(child);
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
     let ready: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
     assert_eq!(ready["ready"], true);
-    assert_eq!(ready["id"], "spiffe://cli.test/ns/default/sa/web");
-    let admin = ready["admin"].as_str().unwrap();
+    (guard, ready)
+}
+
+/// GET `path` from the admin port; the whole response.
+fn admin_get(admin: &str, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(admin).unwrap();
-    s.write_all(b"GET /ready HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
+    resp
+}
+
+/// The runtime's thread count the admin port's `/config` reports.
+fn config_threads(admin: &str) -> u64 {
+    let resp = admin_get(admin, "/config");
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let body = resp.split("\r\n\r\n").nth(1).expect("a body");
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    v["runtime"]["threads"].as_u64().expect("runtime.threads")
+}
+
+#[test]
+fn edge_process_starts_serves_ready_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    certs(dir.path());
+    let (mut guard, ready) = start_edge(dir.path(), &[], &[]);
+    assert_eq!(ready["id"], "spiffe://cli.test/ns/default/sa/web");
+    let admin = ready["admin"].as_str().unwrap();
+    let resp = admin_get(admin, "/ready");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    // One thread unless told otherwise.
+    assert_eq!(config_threads(admin), 1);
 
     let pid = guard.0.id().to_string();
     assert!(Command::new("kill")
@@ -140,6 +174,30 @@ fn edge_process_starts_serves_ready_and_stops_on_sigterm() {
         std::net::TcpStream::connect(admin).is_err(),
         "admin port closed after exit"
     );
+}
+
+#[test]
+fn threads_come_from_the_flag_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    certs(dir.path());
+    for (args, env, want) in [
+        (&["--threads", "3"][..], &[][..], 3),
+        (&[][..], &[("FERRY_THREADS", "2")][..], 2),
+        (&["--threads", "1"][..], &[("FERRY_THREADS", "2")][..], 1),
+    ] {
+        let (_guard, ready) = start_edge(dir.path(), args, env);
+        let admin = ready["admin"].as_str().unwrap();
+        assert_eq!(config_threads(admin), want, "{args:?} {env:?}");
+    }
+    let out = Command::new(FERRY)
+        .args(["edge", "--config"])
+        .arg(config(dir.path(), ""))
+        .args(["--threads", "5000"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--threads"), "{err}");
 }
 
 /// Errors found after parsing (a duplicate listener, a bad mesh file) are

@@ -131,6 +131,10 @@ fn config_json(state: &AdminState) -> serde_json::Value {
             "reloads": ctx.identity.reload_count(),
         },
         "listeners": state.listeners,
+        // The threads running the edge (`ferry edge --threads`).
+        "runtime": {
+            "threads": tokio::runtime::Handle::current().metrics().num_workers(),
+        },
         "outbound": {
             "listeners": cfg.outbound.listeners.iter().map(|l| serde_json::json!({"listen": l.listen, "service": l.service})).collect::<Vec<_>>(),
             "transparent": cfg.outbound.transparent,

@@ -461,6 +461,8 @@ async fn admin_endpoints() {
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&cfg).unwrap();
     assert_eq!(v["identity"]["id"], s.client_id.to_string());
+    // This test's runtime has two workers.
+    assert_eq!(v["runtime"]["threads"], 2);
     assert!(v["discovery"]["services"]
         .as_array()
         .unwrap()

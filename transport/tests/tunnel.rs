@@ -1,6 +1,7 @@
 //! End-to-end tunnel tests over real sockets on 127.0.0.1, for each
 //! transport: bulk integrity, many concurrent streams on one connection,
-//! half-close and reset propagation.
+//! a second connection when the first is full, half-close and reset
+//! propagation.
 
 mod support;
 
@@ -146,6 +147,68 @@ async fn thousand_concurrent_streams_quic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_concurrent_streams_h2() {
     thousand_streams(TransportKind::H2).await;
+}
+
+/// With every stream slot of the pooled connection taken, the next stream
+/// goes to a second connection to the same peer, and works.
+async fn full_connection(kind: TransportKind) {
+    init();
+    let pki = Pki::new("test.local");
+    let cfg = TunnelConfig {
+        max_concurrent_streams: 2,
+        force_transport: Some(kind),
+        ..test_config()
+    };
+    let (server, _seen) = connect_server(tls(pki.store(SERVER_ID, &[])), cfg.clone()).await;
+    let client = TunnelClient::new(tls(pki.store(CLIENT_ID, &[])), cfg).unwrap();
+    let peer = PeerKey::new(server.local_addr(), id(SERVER_ID));
+    let echo = echo_server().await;
+    let meta = ferry_transport::tunnel::ConnectMeta::default();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(client.connect_tcp(&peer, echo, &meta).await.unwrap());
+    }
+    assert_eq!(
+        client.pooled(&peer).len(),
+        1,
+        "{kind:?}: two streams, one connection"
+    );
+    let third = tokio::time::timeout(
+        Duration::from_secs(10),
+        echo_once(&client, &peer, echo, b"third"),
+    )
+    .await
+    .expect("a stream beyond a full connection is not left waiting")
+    .unwrap();
+    assert_eq!(third, kind);
+    assert_eq!(
+        client.pooled(&peer).len(),
+        2,
+        "{kind:?}: a second connection"
+    );
+    // The held streams still work.
+    for mut t in held {
+        t.send
+            .send_data(bytes::Bytes::from_static(b"held"))
+            .await
+            .unwrap();
+        t.send.finish().await.unwrap();
+        let mut got = Vec::new();
+        while let Some(b) = t.recv.data().await.unwrap() {
+            got.extend_from_slice(&b);
+        }
+        assert_eq!(got, b"held");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_connection_makes_the_pool_dial_another_quic() {
+    full_connection(TransportKind::Quic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_connection_makes_the_pool_dial_another_h2() {
+    full_connection(TransportKind::H2).await;
 }
 
 /// The client half-closes first; the server still answers afterwards. Then

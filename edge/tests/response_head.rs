@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 /// Reads from `tcp` until a blank line ends an HTTP/1 head; `None` if the
@@ -31,30 +31,23 @@ async fn read_head(tcp: &mut TcpStream) -> Option<Vec<u8>> {
 /// An HTTP/1.1 application that answers every request with a head
 /// (`content-length: 4`) and sends the body `"body"` once `go` is notified.
 async fn late_body_app(go: Arc<Notify>) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut tcp, _)) = l.accept().await else {
-                continue;
-            };
-            let go = go.clone();
-            tokio::spawn(async move {
-                if read_head(&mut tcp).await.is_none() {
-                    return;
-                }
-                let head = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nx-late: yes\r\n\r\n";
-                if tcp.write_all(head).await.is_err() {
-                    return;
-                }
-                go.notified().await;
-                let _ = tcp.write_all(b"body").await;
-                // Keep the connection until the edge closes it.
-                let _ = tcp.read(&mut [0u8; 64]).await;
-            });
+    raw_app(move |mut tcp| {
+        let go = go.clone();
+        async move {
+            if read_head(&mut tcp).await.is_none() {
+                return;
+            }
+            let head = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nx-late: yes\r\n\r\n";
+            if tcp.write_all(head).await.is_err() {
+                return;
+            }
+            go.notified().await;
+            let _ = tcp.write_all(b"body").await;
+            // Keep the connection until the edge closes it.
+            let _ = tcp.read(&mut [0u8; 64]).await;
         }
-    });
-    addr
+    })
+    .await
 }
 
 async fn head_before_late_body(transport: &'static str) {

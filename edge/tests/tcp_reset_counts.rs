@@ -12,29 +12,20 @@ use std::time::Duration;
 
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const N: usize = 300_000;
 
 /// Reads exactly `N` bytes, then closes with RST.
 async fn read_then_reset_app() -> std::net::SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; N];
-                if s.read_exact(&mut buf).await.is_ok() {
-                    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
-                    drop(s);
-                }
-            });
+    raw_app(|mut s| async move {
+        let mut buf = vec![0u8; N];
+        if s.read_exact(&mut buf).await.is_ok() {
+            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+            drop(s);
         }
-    });
-    addr
+    })
+    .await
 }
 
 async fn counted_after_reset(transport: &'static str) {

@@ -244,42 +244,44 @@ pub async fn http_app() -> SocketAddr {
     addr
 }
 
-/// A TCP echo application.
-pub async fn tcp_echo_app() -> SocketAddr {
+/// A raw TCP application on a free loopback port: every accepted
+/// connection is handed to `serve` on its own task.
+pub async fn raw_app<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else {
+            let Ok((s, _)) = l.accept().await else {
                 continue;
             };
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
+            tokio::spawn(serve(s));
         }
     });
     addr
 }
 
+/// A TCP echo application.
+pub async fn tcp_echo_app() -> SocketAddr {
+    raw_app(|mut s| async move {
+        let (mut r, mut w) = s.split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+        let _ = w.shutdown().await;
+    })
+    .await
+}
+
 /// A server-speaks-first application: sends a banner, then echoes.
 pub async fn banner_app(banner: &'static [u8]) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let _ = s.write_all(banner).await;
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
+    raw_app(move |mut s| async move {
+        let _ = s.write_all(banner).await;
+        let (mut r, mut w) = s.split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    })
+    .await
 }
 
 /// Sends one raw HTTP/1.1 request and reads the whole response (Connection: close).
@@ -373,41 +375,35 @@ pub async fn tagged_app(
 /// records it verbatim, answers `101 Switching Protocols` (or `200
 /// Connection Established` to a CONNECT), then echoes every byte.
 pub async fn upgrade_echo_app() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
     let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = heads.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                continue;
+    let addr = raw_app(move |mut s| {
+        let record = record.clone();
+        async move {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match s.read(&mut byte).await {
+                    Ok(1) => head.push(byte[0]),
+                    _ => return,
+                }
+            }
+            let text = String::from_utf8_lossy(&head).into_owned();
+            let answer: &[u8] = if text.starts_with("CONNECT ") {
+                b"HTTP/1.1 200 Connection Established\r\n\r\n"
+            } else {
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
             };
-            let record = record.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match s.read(&mut byte).await {
-                        Ok(1) => head.push(byte[0]),
-                        _ => return,
-                    }
-                }
-                let text = String::from_utf8_lossy(&head).into_owned();
-                let answer: &[u8] = if text.starts_with("CONNECT ") {
-                    b"HTTP/1.1 200 Connection Established\r\n\r\n"
-                } else {
-                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
-                };
-                record.lock().unwrap().push(text);
-                if s.write_all(answer).await.is_err() {
-                    return;
-                }
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
+            record.lock().unwrap().push(text);
+            if s.write_all(answer).await.is_err() {
+                return;
+            }
+            let (mut r, mut w) = s.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+            let _ = w.shutdown().await;
         }
-    });
+    })
+    .await;
     (addr, heads)
 }
 

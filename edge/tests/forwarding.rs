@@ -474,6 +474,21 @@ async fn admin_endpoints() {
         metrics.contains("# TYPE ferry_request_duration_seconds histogram"),
         "{metrics}"
     );
+    // The request went over QUIC: the path to the server edge is exposed.
+    let rtt = format!(
+        "ferry_transport_quic_rtt_seconds{{side=\"client\",peer=\"{}\"}} ",
+        s.mesh.identity("api").0
+    );
+    assert!(metrics.contains(&rtt), "no {rtt:?} in {metrics}");
+    let sent = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "ferry_transport_quic_datagrams_total{side=\"client\",direction=\"sent\"} ",
+            )
+        })
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(sent.is_some_and(|n| n > 0), "{metrics}");
     assert_eq!(admin_get(s.client.admin, "/nope").await.0, 404);
     assert_eq!(admin_req(s.client.admin, "GET", "/shutdown").await.0, 405);
     let token = s.client.shutdown_token();

@@ -187,7 +187,7 @@ async fn garbage_udp_datagrams() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let open_quic = "ferry_transport_open_connections{transport=\"quic\",side=\"server\"}";
     assert!(
-        wait_for(Duration::from_secs(2), || metric(
+        wait_until(Duration::from_secs(2), || metric(
             &s.server_metrics,
             open_quic
         ) == 1)
@@ -328,7 +328,7 @@ async fn tls_client_without_h2_alpn_is_not_served() {
             let got = read_until_closed(&mut tls, Duration::from_secs(2)).await;
             assert!(got.is_empty(), "no-ALPN client was served: {got:?}");
             assert!(
-                wait_for(Duration::from_secs(1), || handshakes(
+                wait_until(Duration::from_secs(1), || handshakes(
                     &s.server_metrics,
                     "h2",
                     "server",
@@ -341,17 +341,6 @@ async fn tls_client_without_h2_alpn_is_not_served() {
     }
 
     s.assert_serving("TLS clients without h2").await;
-}
-
-async fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    f()
 }
 
 /// Sends `req` and returns the response head and body text.

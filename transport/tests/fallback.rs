@@ -62,18 +62,6 @@ fn msg(i: usize) -> Vec<u8> {
     m
 }
 
-/// Polls `f` every 20 ms until it is true or `within` has passed.
-async fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    f()
-}
-
 /// Step 1: with UDP black-holed, the first stream waits out the head start,
 /// then goes over TLS/TCP. Returns the setup for the later steps.
 async fn first_stream_falls_back(cfg: TunnelConfig) -> Setup {

@@ -4,11 +4,14 @@
 //!   uses, so histograms from any number of proxies add up exactly.
 //! - [`transport`]: [`TransportMetrics`], the transport-level counters and
 //!   gauges (handshakes, fallbacks, connections, streams, TLS rejections).
+//! - [`quic_paths`]: QUIC path statistics (RTT, MTU, datagrams, losses,
+//!   congestion events) read from quinn at scrape time.
 //!
 //! Everything is built on `prometheus_client`; [`encode_text`] renders a
 //! registry in the OpenMetrics text format.
 
 pub mod histogram;
+pub mod quic_paths;
 pub mod transport;
 
 use prometheus_client::registry::Registry;

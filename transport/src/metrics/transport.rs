@@ -17,6 +17,8 @@
 //! | `ferry_transport_quic_broken_peers` | gauge | — |
 //! | `ferry_transport_quic_rtt_replaced_total` | counter | — |
 //!
+//! plus the QUIC path statistics of [`super::quic_paths`].
+//!
 //! Every `handshakes_total` and `tls_rejections_total` label combination is
 //! created up front, so they are exposed at 0 before the first event.
 
@@ -28,6 +30,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::quic_paths::{PathGuard, QuicPaths};
+use crate::identity::SpiffeId;
 use crate::tls::RejectReason;
 use crate::TransportKind;
 
@@ -212,6 +216,7 @@ pub struct TransportMetrics {
     tls_rejections: Family<TlsRejectLabels, Counter>,
     quic_broken_peers: Gauge,
     quic_rtt_replaced: Counter,
+    quic_paths: QuicPaths,
 }
 
 const ALL_KINDS: [TransportKind; 2] = [TransportKind::Quic, TransportKind::H2];
@@ -229,6 +234,7 @@ impl TransportMetrics {
             tls_rejections: Family::default(),
             quic_broken_peers: Gauge::default(),
             quic_rtt_replaced: Counter::default(),
+            quic_paths: QuicPaths::default(),
         };
         // `get_or_create` creates the series at 0; the returned read guard is
         // dropped at once.
@@ -301,6 +307,7 @@ impl TransportMetrics {
             "Pooled QUIC connections given no new streams because their round-trip time rose for good (a new connection learns the path)",
             self.quic_rtt_replaced.clone(),
         );
+        registry.register_collector(Box::new(self.quic_paths.clone()));
     }
 
     /// Counts one finished handshake.
@@ -333,7 +340,26 @@ impl TransportMetrics {
             side,
         });
         gauge.inc();
-        ConnectionGuard { gauge }
+        ConnectionGuard { gauge, path: None }
+    }
+
+    /// [`Self::connection_opened`] for a QUIC connection with `peer`, whose
+    /// path statistics are exposed while the guard lives and added to the
+    /// closed connections' totals when it is dropped.
+    pub fn quic_connection_opened(
+        &self,
+        conn: &quinn::Connection,
+        side: Side,
+        peer: &SpiffeId,
+    ) -> ConnectionGuard {
+        let mut guard = self.connection_opened(TransportKind::Quic, side);
+        guard.path = Some(self.quic_paths.track(conn, side, peer));
+        guard
+    }
+
+    /// The QUIC path statistics (for tests and diagnostics).
+    pub fn quic_paths(&self) -> &QuicPaths {
+        &self.quic_paths
     }
 
     /// Counts a stream (in `streams_total` and `open_streams`); it stays in
@@ -377,6 +403,7 @@ impl Default for TransportMetrics {
 #[derive(Debug)]
 pub struct ConnectionGuard {
     gauge: Gauge,
+    path: Option<PathGuard>,
 }
 
 impl Drop for ConnectionGuard {

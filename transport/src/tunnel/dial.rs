@@ -86,7 +86,7 @@ pub(crate) async fn dial_quic(
         })?;
     metrics.handshake(TransportKind::Quic, Side::Client, HandshakeResult::Ok);
     let state = ConnState::new();
-    let guard = metrics.connection_opened(TransportKind::Quic, Side::Client);
+    let guard = metrics.quic_connection_opened(&conn, Side::Client, id);
     let st = state.clone();
     let peer = id.to_string();
     tokio::spawn(async move {

@@ -201,7 +201,7 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
         return;
     };
     metrics.handshake(TransportKind::Quic, Side::Server, HandshakeResult::Ok);
-    let _open = metrics.connection_opened(TransportKind::Quic, Side::Server);
+    let _open = metrics.quic_connection_opened(&conn, Side::Server, &id);
     let peer = PeerInfo {
         id,
         addr: remote,

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferry_transport::identity::pki::CertificateAuthority;
 use ferry_transport::identity::{IdentityStore, Material, SpiffeId, TrustBundles, TrustDomain};
@@ -337,6 +337,18 @@ pub fn metric(registry: &prometheus_client::registry::Registry, series: &str) ->
         })
         .map(|v| v as u64)
         .unwrap_or(0)
+}
+
+/// Polls `f` every 20 ms until it is true or `within` has passed.
+pub async fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
 }
 
 /// `ferry_transport_fallbacks_total{reason="..."}`.

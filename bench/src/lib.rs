@@ -6,6 +6,7 @@
 //! arguments and calls [`run::run`].
 
 pub mod app;
+pub mod fd_limit;
 pub mod histogram;
 pub mod interrupt;
 pub mod loadgen;

@@ -51,7 +51,7 @@ pub struct Opts {
     #[arg(long)]
     pub netem_secs: Option<f64>,
     /// Scenarios to run on the loopback and veth links (comma separated):
-    /// bulk, latency, max-rate, new-conn, handshake (default: all that the
+    /// bulk, latency, max-rate, new-conn, handshake, open-conns (default: all that the
     /// mode runs on the link). Focused runs, e.g. `--scenarios max-rate`.
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Option<Vec<String>>,
@@ -90,6 +90,8 @@ pub struct Plan {
     pub max_rate_secs: Duration,
     pub max_rate_conns: usize,
     pub new_conns: usize,
+    /// Application connections opened at once and held.
+    pub open_conns: usize,
     pub handshake_repeats: usize,
     /// Per loss/RTT condition.
     pub netem_secs: Duration,
@@ -126,6 +128,7 @@ impl Plan {
                 max_rate_secs: Duration::from_millis(700),
                 max_rate_conns: 32,
                 new_conns: 100,
+                open_conns: 200,
                 handshake_repeats: 1,
                 netem_secs: Duration::from_millis(1500),
                 netem_streams: 64,
@@ -142,6 +145,7 @@ impl Plan {
                 max_rate_secs: Duration::from_secs(5),
                 max_rate_conns: 32,
                 new_conns: 1_000,
+                open_conns: 1_000,
                 handshake_repeats: 5,
                 netem_secs: Duration::from_secs(10),
                 netem_streams: 64,

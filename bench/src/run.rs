@@ -19,7 +19,20 @@ use crate::report;
 use crate::results::Results;
 use crate::scenarios::{self, Env};
 use crate::topology::Topology;
-use crate::{interrupt, loadgen, netns};
+use crate::{fd_limit, interrupt, loadgen, netns};
+
+/// A scenario that starts its own path.
+type FreshScenario = fn(&Env, PathKind, &Ctx, &mut Results);
+
+/// The `--scenarios` keys.
+const SCENARIOS: [&str; 6] = [
+    "bulk",
+    "latency",
+    "max-rate",
+    "new-conn",
+    "handshake",
+    "open-conns",
+];
 
 /// Shared by every link.
 pub struct Setup {
@@ -140,11 +153,22 @@ pub fn run(opts: Opts) -> Result<()> {
     let progress = Progress::default();
     let plan = Plan::from_opts(&opts);
     for s in opts.scenarios.iter().flatten() {
-        if !["bulk", "latency", "max-rate", "new-conn", "handshake"].contains(&s.as_str()) {
-            bail!("unknown scenario {s:?} in --scenarios (bulk, latency, max-rate, new-conn, handshake)");
+        if !SCENARIOS.contains(&s.as_str()) {
+            bail!(
+                "unknown scenario {s:?} in --scenarios ({})",
+                SCENARIOS.join(", ")
+            );
         }
     }
     let ferry = locate_ferry(&opts, &progress)?;
+    match fd_limit::raise() {
+        Ok(n) if (n as usize) < 4 * plan.open_conns => progress.step(&format!(
+            "open-file limit {n}: holding {} connections may fail",
+            plan.open_conns
+        )),
+        Ok(_) => {}
+        Err(e) => progress.step(&format!("could not raise the open-file limit: {e}")),
+    }
     let programs = Programs::find();
     if let Some(h) = programs.install_hint() {
         eprintln!("bench: some peer programs are missing; their rows will say so. Install them with:\n    {h}");
@@ -304,15 +328,19 @@ pub fn measure_link(setup: &Setup, topo: &Topology, results: &mut Results) -> Re
             unavailable.push((kind, format!("{e:#}")));
         }
         drop(path);
-        if !kind.is_raw()
-            && setup.plan.scope(topo.mtu) == Scope::All
-            && setup.opts.wants("handshake")
-        {
-            let ctx = Ctx {
-                dir: ctx.dir.join("handshake"),
-                ..ctx
-            };
-            scenarios::handshake::run(&env, kind, &ctx, results);
+        // Scenarios that start their own, fresh path (in a subdirectory).
+        let fresh: [(&str, FreshScenario); 2] = [
+            ("handshake", scenarios::handshake::run),
+            ("open-conns", scenarios::open_conns::run),
+        ];
+        for (key, run) in fresh {
+            if !kind.is_raw() && setup.plan.scope(topo.mtu) == Scope::All && setup.opts.wants(key) {
+                let ctx = Ctx {
+                    dir: ctx.dir.join(key),
+                    ..ctx
+                };
+                run(&env, kind, &ctx, results);
+            }
         }
     }
     for (kind, why) in unavailable {

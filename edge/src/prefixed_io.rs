@@ -1,6 +1,7 @@
 //! A TCP stream with bytes already read from it (during protocol detection)
 //! put back in front, so the HTTP server sees the connection from its first
-//! byte.
+//! byte. The detection buffer is released once its bytes have been read
+//! (a held keep-alive connection would otherwise keep it for its life).
 
 use std::io;
 use std::pin::Pin;
@@ -31,6 +32,10 @@ impl AsyncRead for PrefixedIo {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
             self.prefix.advance(n);
+            if self.prefix.is_empty() {
+                // An empty `Bytes` still shares the buffer it was cut from.
+                self.prefix = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
@@ -64,5 +69,57 @@ impl AsyncWrite for PrefixedIo {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Owns a buffer and records when it is freed.
+    struct Owned(Vec<u8>, Arc<AtomicBool>);
+
+    impl AsRef<[u8]> for Owned {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    impl Drop for Owned {
+        fn drop(&mut self) {
+            self.1.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_prefix_comes_first_and_its_buffer_is_freed_once_read() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let writer = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            s.write_all(b" world").await.unwrap();
+        });
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let freed = Arc::new(AtomicBool::new(false));
+        let prefix = Bytes::from_owner(Owned(b"hello".to_vec(), freed.clone()));
+        let mut io = PrefixedIo::new(prefix, tcp);
+
+        let mut first = [0u8; 3];
+        io.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"hel");
+        assert!(!freed.load(Ordering::SeqCst), "freed while bytes remain");
+        let mut rest = Vec::new();
+        io.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"lo world");
+        assert!(
+            freed.load(Ordering::SeqCst),
+            "the detection buffer outlived its bytes"
+        );
+        writer.await.unwrap();
     }
 }

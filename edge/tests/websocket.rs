@@ -143,11 +143,25 @@ async fn websocket(transport: &'static str) {
         .unwrap();
     assert!(rest.is_empty());
 
-    // Counted as an opaque TCP connection over the forced transport.
-    let (_, metrics) = admin_get(s.client.admin, "/metrics").await;
+    // Counted as an opaque TCP connection over the forced transport, when
+    // it ends: the edge finishes its bookkeeping just after the close
+    // reached us, so the count may take a moment to appear.
     let line =
         format!("ferry_tcp_connections_total{{direction=\"outbound\",transport=\"{transport}\"}}");
-    assert!(metrics.lines().any(|l| l.starts_with(&line)), "{metrics}");
+    let admin = s.client.admin;
+    let counted = wait_until(Duration::from_secs(5), || {
+        let line = line.clone();
+        async move {
+            let (_, metrics) = admin_get(admin, "/metrics").await;
+            metrics.lines().any(|l| l.starts_with(&line))
+        }
+    })
+    .await;
+    assert!(
+        counted,
+        "{line} not exposed: {}",
+        admin_get(admin, "/metrics").await.1
+    );
     // Plain HTTP on the same edge still works.
     let resp = http1_raw(
         s.http_listener,

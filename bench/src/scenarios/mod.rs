@@ -1,7 +1,7 @@
 //! The scenarios, each filling its table for one path on one link: bulk
 //! throughput and CPU per GiB, fixed-rate latency, maximum request rate,
-//! new-connection cost, memory, cold and resumed handshakes, and loss/RTT
-//! conditions. A failure becomes a note in the path's row, not the end of
+//! new-connection cost, memory, cold and resumed handshakes, connections
+//! held open, and loss/RTT conditions. A failure becomes a note in the path's row, not the end of
 //! the run.
 
 pub mod bulk;
@@ -11,6 +11,7 @@ pub mod lossy;
 pub mod max_rate;
 pub mod memory;
 pub mod new_conn;
+pub mod open_conns;
 
 use crate::app::App;
 use crate::opts::Plan;

@@ -40,11 +40,12 @@ impl App {
         let sink_bytes = Arc::new(AtomicU64::new(0));
         let counter = sink_bytes.clone();
         let (http_port, sink_port) = side.run(async move {
-            let http = TcpListener::bind(SocketAddr::new(bind, 0))
-                .await
+            // A deep accept queue, like a production server's: bursts of
+            // connections (the open-conns scenario) must not measure the
+            // application's SYN drops.
+            let http = ferry_transport::listener::bind(SocketAddr::new(bind, 0))
                 .context("bind the HTTP application")?;
-            let sink = TcpListener::bind(SocketAddr::new(bind, 0))
-                .await
+            let sink = ferry_transport::listener::bind(SocketAddr::new(bind, 0))
                 .context("bind the TCP sink")?;
             let ports = (http.local_addr()?.port(), sink.local_addr()?.port());
             tokio::spawn(serve_http(http));

@@ -12,7 +12,6 @@ use ferry_transport::identity::{IdentityStore, Material, SpiffeId};
 use ferry_transport::metrics::transport::TransportMetrics;
 use ferry_transport::tls::{TlsConfigs, ALPN_H2};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::discovery_server::DiscoveryServer;
@@ -126,9 +125,11 @@ impl RunningControl {
         let tls = TlsConfigs::new(store, transport_metrics);
         let server_tls = tls.clone();
         let bind = |what: &'static str, addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| ControlError::Bind { what, addr, source })
+            ferry_transport::listener::bind(addr).map_err(|source| ControlError::Bind {
+                what,
+                addr,
+                source,
+            })
         };
         let listener = bind("the gRPC port", listen).await?;
         let grpc = listener.local_addr().map_err(|source| ControlError::Bind {

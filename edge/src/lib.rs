@@ -91,7 +91,7 @@ fn tunnel_config(cfg: &EdgeConfig) -> TunnelConfig {
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, EdgeError> {
-    outbound::bind(addr).map_err(|source| EdgeError::Bind { what, addr, source })
+    ferry_transport::listener::bind(addr).map_err(|source| EdgeError::Bind { what, addr, source })
 }
 
 /// Starts every listener. The edge is ready when this returns.

@@ -194,9 +194,8 @@ pub async fn start(
             source,
         })?
     };
-    let admin_listener = tokio::net::TcpListener::bind(cfg.admin.listen)
-        .await
-        .map_err(|source| GatewayError::Bind {
+    let admin_listener =
+        ferry_transport::listener::bind(cfg.admin.listen).map_err(|source| GatewayError::Bind {
             what: "the admin port",
             addr: cfg.admin.listen,
             source,

@@ -5,6 +5,7 @@
 
 pub mod identity;
 pub mod kind;
+pub mod listener;
 pub mod metrics;
 pub mod tls;
 pub mod tunnel;

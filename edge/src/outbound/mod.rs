@@ -31,19 +31,6 @@ pub enum Destination {
     Original(SocketAddr),
 }
 
-/// Binds a listener with a deep accept queue (bursts of new connections
-/// must not overflow it).
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let sock = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    sock.set_reuseaddr(true)?;
-    sock.bind(addr)?;
-    sock.listen(4096)
-}
-
 /// Accepts connections until shutdown. `dest` is `None` for the
 /// transparent listener (read `SO_ORIGINAL_DST`).
 pub async fn serve(listener: TcpListener, dest: Option<String>, ctx: Arc<EdgeContext>) {

@@ -132,7 +132,7 @@ async fn bind_pair(
     let server_tls = tls.server(ALPN_H3);
     let mut last_err = None;
     for _ in 0..16 {
-        let tcp = TcpListener::bind(addr).await?;
+        let tcp = crate::listener::bind(addr)?;
         let mut udp_addr = addr;
         udp_addr.set_port(tcp.local_addr()?.port());
         match quic_endpoint::server_endpoint(udp_addr, server_tls.clone(), cfg) {

@@ -51,7 +51,8 @@ pub struct Opts {
     #[arg(long)]
     pub netem_secs: Option<f64>,
     /// Scenarios to run on the loopback and veth links (comma separated):
-    /// bulk, latency, max-rate, new-conn, handshake, open-conns (default: all that the
+    /// bulk, latency, max-rate, new-conn, handshake, open-conns,
+    /// peer-edges (default: all that the
     /// mode runs on the link). Focused runs, e.g. `--scenarios max-rate`.
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Option<Vec<String>>,
@@ -92,6 +93,8 @@ pub struct Plan {
     pub new_conns: usize,
     /// Application connections opened at once and held.
     pub open_conns: usize,
+    /// Client edges started against one server edge (Ferry only).
+    pub peer_edges: usize,
     pub handshake_repeats: usize,
     /// Per loss/RTT condition.
     pub netem_secs: Duration,
@@ -129,6 +132,7 @@ impl Plan {
                 max_rate_conns: 32,
                 new_conns: 100,
                 open_conns: 200,
+                peer_edges: 10,
                 handshake_repeats: 1,
                 netem_secs: Duration::from_millis(1500),
                 netem_streams: 64,
@@ -146,6 +150,7 @@ impl Plan {
                 max_rate_conns: 32,
                 new_conns: 1_000,
                 open_conns: 1_000,
+                peer_edges: 50,
                 handshake_repeats: 5,
                 netem_secs: Duration::from_secs(10),
                 netem_streams: 64,

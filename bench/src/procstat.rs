@@ -50,6 +50,24 @@ pub fn cpu_tree(pid: u32) -> Duration {
         .sum()
 }
 
+/// CPU time of the live threads of `pid`, to the nanosecond (the first
+/// field of each `/proc/<pid>/task/<tid>/schedstat`). Finer than
+/// [`cpu_tree`]'s clock ticks, for short windows; a thread that exits
+/// inside the window takes its time with it.
+pub fn cpu_threads_ns(pid: u32) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let s = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            s.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .map(Duration::from_nanos)
+        .sum()
+}
+
 /// VmRSS in KiB of one process (0 if gone).
 pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -105,6 +123,7 @@ mod tests {
         }
         assert!(x != 1);
         assert!(rss_kib(me) > 0);
+        assert!(cpu_threads_ns(me) > Duration::ZERO);
         assert!(tree(me).contains(&me));
     }
 }

@@ -25,13 +25,14 @@ use crate::{fd_limit, interrupt, loadgen, netns};
 type FreshScenario = fn(&Env, PathKind, &Ctx, &mut Results);
 
 /// The `--scenarios` keys.
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "bulk",
     "latency",
     "max-rate",
     "new-conn",
     "handshake",
     "open-conns",
+    "peer-edges",
 ];
 
 /// Shared by every link.
@@ -329,9 +330,10 @@ pub fn measure_link(setup: &Setup, topo: &Topology, results: &mut Results) -> Re
         }
         drop(path);
         // Scenarios that start their own, fresh path (in a subdirectory).
-        let fresh: [(&str, FreshScenario); 2] = [
+        let fresh: [(&str, FreshScenario); 3] = [
             ("handshake", scenarios::handshake::run),
             ("open-conns", scenarios::open_conns::run),
+            ("peer-edges", scenarios::peer_edges::run),
         ];
         for (key, run) in fresh {
             if !kind.is_raw() && setup.plan.scope(topo.mtu) == Scope::All && setup.opts.wants(key) {

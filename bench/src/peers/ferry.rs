@@ -115,11 +115,23 @@ pub fn start_client(
     server: &ServerEdge,
     transport: &str,
 ) -> Result<(Proc, SocketAddr, SocketAddr)> {
+    start_client_numbered(ctx, server, transport, None)
+}
+
+/// [`start_client`] for one of several client-side edges: `n` numbers its
+/// config file and log.
+pub fn start_client_numbered(
+    ctx: &Ctx,
+    server: &ServerEdge,
+    transport: &str,
+    n: Option<usize>,
+) -> Result<(Proc, SocketAddr, SocketAddr)> {
+    let suffix = n.map(|n| format!("-{n}")).unwrap_or_default();
     let web = format!("web.default:{}", ctx.app.http_port);
     let sink = format!("sink.default:{}", ctx.app.sink_port);
     let listen = "127.0.0.1:0".parse()?;
     let cfg = ctx.file(
-        "client.toml",
+        &format!("client{suffix}.toml"),
         &edge_config(
             ctx,
             "client",
@@ -129,7 +141,12 @@ pub fn start_client(
             &[&web, &sink],
         ),
     )?;
-    let (proc, ready) = start_edge(ctx, &ctx.topo.client, "ferry edge (client side)", &cfg)?;
+    let (proc, ready) = start_edge(
+        ctx,
+        &ctx.topo.client,
+        &format!("ferry edge (client side{suffix})"),
+        &cfg,
+    )?;
     let out = ready["outbound"]
         .as_array()
         .filter(|a| a.len() == 2)

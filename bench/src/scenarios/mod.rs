@@ -1,7 +1,7 @@
 //! The scenarios, each filling its table for one path on one link: bulk
 //! throughput and CPU per GiB, fixed-rate latency, maximum request rate,
 //! new-connection cost, memory, cold and resumed handshakes, connections
-//! held open, and loss/RTT conditions. A failure becomes a note in the path's row, not the end of
+//! held open, many peer edges (Ferry only), and loss/RTT conditions. A failure becomes a note in the path's row, not the end of
 //! the run.
 
 pub mod bulk;
@@ -12,11 +12,40 @@ pub mod max_rate;
 pub mod memory;
 pub mod new_conn;
 pub mod open_conns;
+pub mod peer_edges;
 
 use crate::app::App;
+use crate::loadgen::open_conns::Burst;
 use crate::opts::Plan;
+use crate::paths::PathKind;
+use crate::peers::Ctx;
 use crate::progress::Progress;
+use crate::results::Table;
 use crate::topology::Topology;
+
+/// How long memory gets to settle before it is read.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The `errors` column of the burst scenarios.
+pub const ERRORS: &str = "errors";
+
+/// Runs `measure` for a scenario that starts its own path, in the
+/// scenario's own work directory.
+pub fn in_own_dir<T>(ctx: &Ctx, measure: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    std::fs::create_dir_all(&ctx.dir)
+        .map_err(|e| anyhow::anyhow!("create {}: {e}", ctx.dir.display()))?;
+    measure()
+}
+
+/// Records a burst: its duration under `answered`, its errors, the first
+/// error as a note.
+pub fn record_burst(t: &mut Table, kind: PathKind, answered: &str, b: Burst) {
+    t.set(kind, answered, ms(b.all_answered));
+    t.set(kind, ERRORS, b.errors as f64);
+    if let Some(e) = b.first_error {
+        t.note(kind, format!("first error: {e}"));
+    }
+}
 
 /// What every scenario gets.
 pub struct Env<'a> {

@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use super::{ms, Env};
-use crate::loadgen::open_conns;
+use super::{in_own_dir, record_burst, Env, ERRORS, SETTLE};
+use crate::loadgen::open_conns::{self, Burst};
 use crate::paths::PathKind;
 use crate::peers::{Ctx, RunningPath};
 use crate::results::{Better, Metric, Results};
@@ -19,10 +19,6 @@ use crate::results::{Better, Metric, Results};
 pub const ALL_ANSWERED: &str = "all answered ms";
 pub const CLIENT_KIB: &str = "client side KiB per connection";
 pub const SERVER_KIB: &str = "server side KiB per connection";
-pub const ERRORS: &str = "errors";
-
-/// How long memory gets to settle before it is read.
-const SETTLE: Duration = Duration::from_millis(500);
 
 pub fn scenario(n: usize) -> String {
     format!("{n} application connections opened at once and held open")
@@ -45,11 +41,9 @@ fn per_conn(before: Option<u64>, held: Option<u64>, n: usize) -> Option<f64> {
 }
 
 struct Measured {
-    all_answered: Duration,
+    burst: Burst,
     client_kib: Option<f64>,
     server_kib: Option<f64>,
-    errors: u64,
-    first_error: Option<String>,
 }
 
 fn measure(env: &Env, kind: PathKind, ctx: &Ctx, n: usize) -> anyhow::Result<Measured> {
@@ -75,15 +69,12 @@ fn measure(env: &Env, kind: PathKind, ctx: &Ctx, n: usize) -> anyhow::Result<Mea
     path.check_alive()?;
     let during = (path.client_rss_kib(), path.server_rss_kib());
     let open = held.conns.len();
-    let m = Measured {
-        all_answered: held.all_answered,
+    drop(held.conns);
+    Ok(Measured {
+        burst: held.burst,
         client_kib: per_conn(before.0, during.0, open),
         server_kib: per_conn(before.1, during.1, open),
-        errors: held.errors,
-        first_error: held.first_error,
-    };
-    drop(held.conns);
-    Ok(m)
+    })
 }
 
 pub fn run(env: &Env, kind: PathKind, ctx: &Ctx, results: &mut Results) {
@@ -91,23 +82,17 @@ pub fn run(env: &Env, kind: PathKind, ctx: &Ctx, results: &mut Results) {
     let name = scenario(n);
     env.progress
         .step(&format!("{} · {} · {name}", env.topo.name, kind.label()));
-    let r = std::fs::create_dir_all(&ctx.dir)
-        .map_err(|e| anyhow::anyhow!("create {}: {e}", ctx.dir.display()))
-        .and_then(|()| measure(env, kind, ctx, n));
+    let r = in_own_dir(ctx, || measure(env, kind, ctx, n));
     let t = results.table(&env.topo.name, &name, &metrics());
     match r {
         Ok(m) => {
-            t.set(kind, ALL_ANSWERED, ms(m.all_answered));
             if let Some(v) = m.client_kib {
                 t.set(kind, CLIENT_KIB, v);
             }
             if let Some(v) = m.server_kib {
                 t.set(kind, SERVER_KIB, v);
             }
-            t.set(kind, ERRORS, m.errors as f64);
-            if let Some(e) = m.first_error {
-                t.note(kind, format!("first error: {e}"));
-            }
+            record_burst(t, kind, ALL_ANSWERED, m.burst);
         }
         Err(e) => t.note(kind, format!("failed: {e:#}")),
     }

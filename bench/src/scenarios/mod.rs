@@ -1,8 +1,8 @@
 //! The scenarios, each filling its table for one path on one link: bulk
 //! throughput and CPU per GiB, fixed-rate latency, maximum request rate,
 //! new-connection cost, memory, cold and resumed handshakes, connections
-//! held open, many peer edges (Ferry only), and loss/RTT conditions. A failure becomes a note in the path's row, not the end of
-//! the run.
+//! held open, many peer edges (Ferry only), and loss/RTT conditions. A
+//! failure becomes a note in the path's row, not the end of the run.
 
 pub mod bulk;
 pub mod handshake;
@@ -20,7 +20,7 @@ use crate::opts::Plan;
 use crate::paths::PathKind;
 use crate::peers::Ctx;
 use crate::progress::Progress;
-use crate::results::Table;
+use crate::results::{Metric, Results, Table};
 use crate::topology::Topology;
 
 /// How long memory gets to settle before it is read.
@@ -29,12 +29,28 @@ pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
 /// The `errors` column of the burst scenarios.
 pub const ERRORS: &str = "errors";
 
-/// Runs `measure` for a scenario that starts its own path, in the
-/// scenario's own work directory.
-pub fn in_own_dir<T>(ctx: &Ctx, measure: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
-    std::fs::create_dir_all(&ctx.dir)
-        .map_err(|e| anyhow::anyhow!("create {}: {e}", ctx.dir.display()))?;
-    measure()
+/// Runs a burst scenario that starts its own path: announces it, runs
+/// `measure` in the scenario's own work directory, and fills the path's
+/// row of `table` (name, columns) with `record`, or notes the failure.
+pub fn run_fresh<M>(
+    env: &Env,
+    kind: PathKind,
+    ctx: &Ctx,
+    results: &mut Results,
+    (name, metrics): (&str, &[Metric]),
+    measure: impl FnOnce() -> anyhow::Result<M>,
+    record: impl FnOnce(&mut Table, M),
+) {
+    env.progress
+        .step(&format!("{} · {} · {name}", env.topo.name, kind.label()));
+    let r = std::fs::create_dir_all(&ctx.dir)
+        .map_err(|e| anyhow::anyhow!("create {}: {e}", ctx.dir.display()))
+        .and_then(|()| measure());
+    let t = results.table(&env.topo.name, name, metrics);
+    match r {
+        Ok(m) => record(t, m),
+        Err(e) => t.note(kind, format!("failed: {e:#}")),
+    }
 }
 
 /// Records a burst: its duration under `answered`, its errors, the first

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use super::{in_own_dir, record_burst, Env, ERRORS, SETTLE};
+use super::{record_burst, run_fresh, Env, ERRORS, SETTLE};
 use crate::loadgen::open_conns::{self, Burst};
 use crate::paths::PathKind;
 use crate::peers::{Ctx, RunningPath};
@@ -80,12 +80,15 @@ fn measure(env: &Env, kind: PathKind, ctx: &Ctx, n: usize) -> anyhow::Result<Mea
 pub fn run(env: &Env, kind: PathKind, ctx: &Ctx, results: &mut Results) {
     let n = env.plan.open_conns;
     let name = scenario(n);
-    env.progress
-        .step(&format!("{} · {} · {name}", env.topo.name, kind.label()));
-    let r = in_own_dir(ctx, || measure(env, kind, ctx, n));
-    let t = results.table(&env.topo.name, &name, &metrics());
-    match r {
-        Ok(m) => {
+    let measure = || measure(env, kind, ctx, n);
+    run_fresh(
+        env,
+        kind,
+        ctx,
+        results,
+        (&name, &metrics()),
+        measure,
+        |t, m| {
             if let Some(v) = m.client_kib {
                 t.set(kind, CLIENT_KIB, v);
             }
@@ -93,9 +96,8 @@ pub fn run(env: &Env, kind: PathKind, ctx: &Ctx, results: &mut Results) {
                 t.set(kind, SERVER_KIB, v);
             }
             record_burst(t, kind, ALL_ANSWERED, m.burst);
-        }
-        Err(e) => t.note(kind, format!("failed: {e:#}")),
-    }
+        },
+    );
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{in_own_dir, ms, record_burst, Env, ERRORS, SETTLE};
+use super::{ms, record_burst, run_fresh, Env, ERRORS, SETTLE};
 use crate::loadgen::open_conns::{self, Burst};
 use crate::paths::PathKind;
 use crate::peers::{ferry, Ctx};
@@ -98,16 +98,18 @@ pub fn run(env: &Env, kind: PathKind, ctx: &Ctx, results: &mut Results) {
     }
     let n = env.plan.peer_edges;
     let name = scenario(n);
-    env.progress
-        .step(&format!("{} · {} · {name}", env.topo.name, kind.label()));
-    let r = in_own_dir(ctx, || measure(env, kind, ctx, n));
-    let t = results.table(&env.topo.name, &name, &metrics());
-    match r {
-        Ok(m) => {
+    let measure = || measure(env, kind, ctx, n);
+    run_fresh(
+        env,
+        kind,
+        ctx,
+        results,
+        (&name, &metrics()),
+        measure,
+        |t, m| {
             t.set(kind, CPU_PER_PEER, ms(m.cpu_per_peer));
             t.set(kind, KIB_PER_PEER, m.kib_per_peer);
             record_burst(t, kind, ALL_ANSWERED, m.burst);
-        }
-        Err(e) => t.note(kind, format!("failed: {e:#}")),
-    }
+        },
+    );
 }

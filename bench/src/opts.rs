@@ -50,6 +50,11 @@ pub struct Opts {
     /// Seconds per loss/delay condition (default: the mode's, 10 or 1.5).
     #[arg(long)]
     pub netem_secs: Option<f64>,
+    /// Concurrent request streams under loss/delay (default 64). One
+    /// stream leaves gaps in the traffic, so a lost last packet of an
+    /// answer waits for the sender's probe timeout.
+    #[arg(long)]
+    pub netem_streams: Option<usize>,
     /// Scenarios to run on the loopback and veth links (comma separated):
     /// bulk, latency, max-rate, new-conn, handshake, open-conns,
     /// peer-edges (default: all that the
@@ -116,6 +121,9 @@ impl Plan {
         }
         if let Some(s) = opts.netem_secs {
             plan.netem_secs = Duration::from_secs_f64(s);
+        }
+        if let Some(n) = opts.netem_streams {
+            plan.netem_streams = n;
         }
         plan
     }

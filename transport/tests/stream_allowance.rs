@@ -7,13 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use ferry_transport::tls::ALPN_H3;
-use ferry_transport::tunnel::quic_endpoint::{client_config, client_endpoint, server_endpoint};
 use ferry_transport::tunnel::TunnelConfig;
 use support::*;
-
-const SERVER_ID: &str = "spiffe://test.local/ns/a/sa/server";
-const CLIENT_ID: &str = "spiffe://test.local/ns/a/sa/client";
 
 /// Long enough for a stream credit to arrive over loopback, were there one.
 const NO_CREDIT_WAIT: Duration = Duration::from_millis(300);
@@ -21,27 +16,12 @@ const NO_CREDIT_WAIT: Duration = Duration::from_millis(300);
 #[tokio::test]
 async fn server_allows_the_configured_streams_and_the_client_none() {
     init();
-    let pki = Pki::new("test.local");
     let cfg = TunnelConfig {
         max_concurrent_streams: 3,
         ..test_config()
     };
-    let server_tls = tls(pki.store(SERVER_ID, &[]));
-    let server = server_endpoint(loopback(), server_tls.server(ALPN_H3), &cfg).unwrap();
-    let client = client_endpoint(loopback(), &cfg).unwrap();
-    let client_tls = tls(pki.store(CLIENT_ID, &[]));
-    let dial_cfg = client_config(client_tls.client(&id(SERVER_ID), ALPN_H3), &cfg).unwrap();
-    let addr = server.local_addr().unwrap();
-    let (to_server, accepted) = tokio::join!(
-        async {
-            client
-                .connect_with(dial_cfg, addr, "server")
-                .unwrap()
-                .await
-                .unwrap()
-        },
-        async { server.accept().await.unwrap().await.unwrap() }
-    );
+    let pair = QuicPair::connect(&cfg).await;
+    let (to_server, accepted) = (&pair.dialed, &pair.accepted);
 
     // The client may open exactly three streams at once.
     let mut open = Vec::new();

@@ -158,7 +158,7 @@ pub fn evaluate(r: &Results) -> Vec<Check> {
                 );
             }
         }
-        let s = lossy::scenario(2.0, 20);
+        let s = lossy::scenario(64, 2.0, 20);
         if let (Some(q), Some(h)) = (
             r.get(l, &s, FerryQuic, lossy::P99),
             r.get(l, &s, FerryH2, lossy::P99),

@@ -1,8 +1,8 @@
 //! Loss and delay between two namespaces (ferry-netem: iptables
 //! `statistic` drops on each host's INPUT, an NFQUEUE delayer holding each
 //! host's outgoing packets for half the RTT; veth at MTU 1,500, offloads
-//! off): 64 concurrent request streams (closed loop, 64 application
-//! connections, 16 KiB answers) per condition, giving request throughput
+//! off): 64 concurrent request streams (`--netem-streams`; closed loop,
+//! one application connection each, 16 KiB answers) per condition, giving request throughput
 //! and p50/p99 latency. Ferry carries the 64 streams on one tunnel
 //! connection (QUIC streams, or HTTP/2 streams on one TCP connection); the
 //! pairs use one TLS connection per application connection. Each path is
@@ -31,8 +31,8 @@ pub const P50: &str = "p50 ms";
 pub const P99: &str = "p99 ms";
 pub const ERRORS: &str = "errors";
 
-pub fn scenario(loss_pct: f64, rtt_ms: u64) -> String {
-    format!("64 concurrent request streams, {loss_pct}% loss, {rtt_ms} ms RTT")
+pub fn scenario(streams: usize, loss_pct: f64, rtt_ms: u64) -> String {
+    format!("{streams} concurrent request streams, {loss_pct}% loss, {rtt_ms} ms RTT")
 }
 
 pub fn metrics() -> [Metric; 5] {
@@ -142,7 +142,11 @@ pub fn run_all(setup: &Setup, results: &mut Results) -> Result<()> {
         if let Some(why) = setup.programs.missing_for(kind) {
             for (loss, rtt) in conditions(setup) {
                 results
-                    .table(LINK, &scenario(loss, rtt), &metrics())
+                    .table(
+                        LINK,
+                        &scenario(setup.plan.netem_streams, loss, rtt),
+                        &metrics(),
+                    )
                     .note(kind, why.clone());
             }
             continue;
@@ -164,7 +168,7 @@ pub fn run_all(setup: &Setup, results: &mut Results) -> Result<()> {
         // a connection that saw 1 ms stays window-limited at 20 ms).
         let mut running: Option<(u64, RunningPath)> = None;
         for (loss, rtt) in conditions(setup) {
-            let name = scenario(loss, rtt);
+            let name = scenario(setup.plan.netem_streams, loss, rtt);
             if !matches!(running, Some((r, _)) if r == rtt) {
                 drop(running.take());
                 setup.progress.step(&format!(

@@ -75,6 +75,13 @@ pub struct TunnelConfig {
     /// Largest UDP payload path-MTU discovery may probe up to (QUIC).
     pub max_udp_payload: u16,
     pub congestion: Congestion,
+    /// Longest a QUIC peer is asked to hold back an acknowledgement
+    /// (ACK_FREQUENCY, draft-ietf-quic-ack-frequency). The sender's probe
+    /// timeout adds this to its RTT estimate, so it is how much later a
+    /// lost last packet is resent; quinn's own is 25 ms, two orders of
+    /// magnitude above a mesh's RTT. A peer without the extension keeps
+    /// its own.
+    pub ack_delay: Duration,
     /// Largest request or response header block accepted, bytes.
     pub max_header_bytes: u32,
     /// Time allowed for a peer to send a stream's request headers.
@@ -113,6 +120,7 @@ impl Default for TunnelConfig {
             udp_buffer: 4 << 20,
             max_udp_payload: 1452,
             congestion: Congestion::Bbr,
+            ack_delay: Duration::from_millis(2),
             max_header_bytes: 64 << 10,
             request_header_timeout: Duration::from_secs(10),
             max_connections: 10_000,

@@ -560,3 +560,48 @@ fn bind_udp_tcp_pair() -> (tokio::net::UdpSocket, TcpListener) {
     }
     panic!("no free UDP+TCP port pair on 127.0.0.1");
 }
+
+/// One QUIC connection over loopback built with the tunnel's own endpoint
+/// builders (no HTTP/3 on top): both ends, and the endpoints they live on.
+pub struct QuicPair {
+    pub dialed: quinn::Connection,
+    pub accepted: quinn::Connection,
+    pub server: quinn::Endpoint,
+    pub client: quinn::Endpoint,
+}
+
+pub const QUIC_SERVER_ID: &str = "spiffe://test.local/ns/a/sa/server";
+pub const QUIC_CLIENT_ID: &str = "spiffe://test.local/ns/a/sa/client";
+
+impl QuicPair {
+    /// `QUIC_CLIENT_ID` dials `QUIC_SERVER_ID`, both with `cfg`.
+    pub async fn connect(cfg: &TunnelConfig) -> Self {
+        use ferry_transport::tls::ALPN_H3;
+        use ferry_transport::tunnel::quic_endpoint::{
+            client_config, client_endpoint, server_endpoint,
+        };
+        let pki = Pki::new("test.local");
+        let server_tls = tls(pki.store(QUIC_SERVER_ID, &[]));
+        let server = server_endpoint(loopback(), server_tls.server(ALPN_H3), cfg).unwrap();
+        let client = client_endpoint(loopback(), cfg).unwrap();
+        let client_tls = tls(pki.store(QUIC_CLIENT_ID, &[]));
+        let dial_cfg = client_config(client_tls.client(&id(QUIC_SERVER_ID), ALPN_H3), cfg).unwrap();
+        let addr = server.local_addr().unwrap();
+        let (dialed, accepted) = tokio::join!(
+            async {
+                client
+                    .connect_with(dial_cfg, addr, "server")
+                    .unwrap()
+                    .await
+                    .unwrap()
+            },
+            async { server.accept().await.unwrap().await.unwrap() }
+        );
+        Self {
+            dialed,
+            accepted,
+            server,
+            client,
+        }
+    }
+}

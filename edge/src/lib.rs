@@ -86,6 +86,10 @@ fn tunnel_config(cfg: &EdgeConfig) -> TunnelConfig {
             Some(CongestionChoice::NewReno) => Congestion::NewReno,
             Some(CongestionChoice::Bbr) => Congestion::Bbr,
         },
+        max_concurrent_streams: cfg
+            .tunnel
+            .max_concurrent_streams
+            .unwrap_or(TunnelConfig::default().max_concurrent_streams),
         ..TunnelConfig::default()
     }
 }

@@ -258,3 +258,34 @@ fn unreadable_files_name_the_path() {
         "{err}"
     );
 }
+
+/// `BASE` with `line` added to its `[tunnel]` table (as line 6).
+fn with_tunnel_line(line: &str) -> String {
+    BASE.replacen("[tunnel]\n", &format!("[tunnel]\n{line}\n"), 1)
+}
+
+#[test]
+fn tunnel_stream_limit_out_of_range_is_refused() {
+    for bad in ["0", "10001"] {
+        let (err, path) = edge_error(&with_tunnel_line(&format!(
+            "max_concurrent_streams = {bad}"
+        )));
+        assert_names(&err, &path, 6, "tunnel.max_concurrent_streams");
+        assert!(err.contains(&format!("{bad} is out of range")), "{err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "edge.toml",
+        &with_tunnel_line("max_concurrent_streams = 64"),
+    );
+    let cfg = EdgeConfig::load(&p).unwrap();
+    assert_eq!(cfg.tunnel.max_concurrent_streams, Some(64));
+}
+
+#[test]
+fn tunnel_udp_payload_out_of_range_is_refused() {
+    let (err, path) = edge_error(&with_tunnel_line("max_udp_payload = 1000"));
+    assert_names(&err, &path, 6, "tunnel.max_udp_payload");
+    assert!(err.contains("1000 is out of range: 1200 to 65527"), "{err}");
+}

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ferry_control::client::ControlConfig;
-use ferry_control::config_file::{load_toml, ConfigError, TrustDomainValue};
+use ferry_control::config_file::{line_of_key, load_toml, ConfigError, TrustDomainValue};
+use ferry_transport::tunnel::check_udp_payload;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,7 +144,13 @@ impl Default for Limits {
 impl GatewayConfig {
     /// Loads the file; relative paths resolve against its folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let (mut cfg, _text): (GatewayConfig, String) = load_toml(path)?;
+        let (mut cfg, text): (GatewayConfig, String) = load_toml(path)?;
+        check_udp_payload(cfg.tunnel.max_udp_payload).map_err(|message| ConfigError::Invalid {
+            path: path.display().to_string(),
+            line: line_of_key(&text, "max_udp_payload"),
+            field: "tunnel.max_udp_payload".into(),
+            message,
+        })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         cfg.control.resolve_paths(&base);
         if let Some(id) = &mut cfg.identity {
@@ -157,5 +164,29 @@ impl GatewayConfig {
             }
         }
         Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<GatewayConfig, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("gateway.toml");
+        std::fs::write(&p, text).unwrap();
+        GatewayConfig::load(&p).map_err(|e| e.to_string())
+    }
+
+    /// Five lines: the `[tunnel]` table starts on line 6.
+    const CONTROL: &str = "[control]\naddress = \"127.0.0.1:1\"\nworkload_id = \"spiffe://t/ns/a/sa/gw\"\ntoken_file = \"t\"\nbundle = \"b.pem\"\n";
+
+    #[test]
+    fn udp_payload_out_of_range_names_line_and_field() {
+        let err = load(&format!("{CONTROL}[tunnel]\nmax_udp_payload = 900\n")).unwrap_err();
+        assert!(err.contains("line 7"), "{err}");
+        assert!(err.contains("tunnel.max_udp_payload"), "{err}");
+        assert!(err.contains("900 is out of range"), "{err}");
+        load(&format!("{CONTROL}[tunnel]\nmax_udp_payload = 65507\n")).unwrap();
     }
 }

@@ -9,6 +9,8 @@ pub use types::*;
 
 use std::path::{Path, PathBuf};
 
+use ferry_transport::tunnel::{check_concurrent_streams, check_udp_payload};
+
 pub use ferry_control::config_file::{
     line_of, line_of_array_key, line_of_key, load_toml, parse_toml, ConfigError, SpiffeIdValue,
     TrustDomainValue,
@@ -78,6 +80,13 @@ impl EdgeConfig {
                 "no discovery source: set discovery.mesh_file or add a [control] section".into(),
             ));
         }
+        if let Some(n) = self.tunnel.max_concurrent_streams {
+            check_concurrent_streams(n).map_err(|m| {
+                invalid("tunnel.max_concurrent_streams", "max_concurrent_streams", m)
+            })?;
+        }
+        check_udp_payload(self.tunnel.max_udp_payload)
+            .map_err(|m| invalid("tunnel.max_udp_payload", "max_udp_payload", m))?;
         let mut seen = std::collections::HashSet::new();
         for (i, l) in self.outbound.listeners.iter().enumerate() {
             if l.listen.port() != 0 && !seen.insert(l.listen) {

@@ -78,6 +78,12 @@ pub struct TunnelSection {
     /// transport's default).
     #[serde(default)]
     pub congestion: Option<CongestionChoice>,
+    /// Streams per tunnel connection: what this edge allows a peer on a
+    /// connection it accepted, and what its pool puts on one connection
+    /// before dialing another to the same peer (unset: the transport's
+    /// default, 256).
+    #[serde(default)]
+    pub max_concurrent_streams: Option<u32>,
 }
 
 /// A QUIC congestion controller, as the configuration names it.
@@ -107,6 +113,7 @@ impl Default for TunnelSection {
             force_transport: None,
             max_udp_payload: default_udp_payload(),
             congestion: None,
+            max_concurrent_streams: None,
         }
     }
 }

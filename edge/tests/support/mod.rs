@@ -112,6 +112,8 @@ pub struct EdgeOpts {
     pub extra: String,
     /// Extra `[outbound]` keys.
     pub outbound_extra: String,
+    /// Extra `[tunnel]` keys.
+    pub tunnel_extra: String,
     pub tunnel_listen: Option<SocketAddr>,
 }
 
@@ -132,12 +134,24 @@ pub async fn edge_pair(
     protocol: &'static str,
     transport: &'static str,
 ) -> (RunningEdge, RunningEdge) {
-    let empty = mesh.write("empty-mesh.toml", "");
     let opts = EdgeOpts {
         force_transport: Some(transport),
         ..Default::default()
     };
-    let server = start_edge(mesh, "api", &empty, &opts).await;
+    edge_pair_with(mesh, app, name, protocol, &opts).await
+}
+
+/// [`edge_pair`] with `opts` for both edges (the client edge adds its
+/// listener to them).
+pub async fn edge_pair_with(
+    mesh: &Mesh,
+    app: SocketAddr,
+    name: &str,
+    protocol: &'static str,
+    opts: &EdgeOpts,
+) -> (RunningEdge, RunningEdge) {
+    let empty = mesh.write("empty-mesh.toml", "");
+    let server = start_edge(mesh, "api", &empty, opts).await;
     let (api_id, _) = mesh.identity("api");
     let mesh_file = mesh.write(
         "mesh.toml",
@@ -148,13 +162,15 @@ pub async fn edge_pair(
             endpoints: vec![(app, server.tunnel, api_id)],
         }]),
     );
+    let mut listeners = opts.listeners.clone();
+    listeners.push(format!("{name}.default:{}", app.port()));
     let client = start_edge(
         mesh,
         "web",
         &mesh_file,
         &EdgeOpts {
-            listeners: vec![format!("{name}.default:{}", app.port())],
-            ..opts
+            listeners,
+            ..opts.clone()
         },
     )
     .await;
@@ -172,6 +188,7 @@ pub fn write_edge_config(mesh: &Mesh, sa: &str, mesh_file: &Path, opts: &EdgeOpt
     if let Some(f) = opts.force_transport {
         t += &format!("force_transport = \"{f}\"\n");
     }
+    t += &opts.tunnel_extra;
     t += "[admin]\nlisten = \"127.0.0.1:0\"\n";
     t += &format!(
         "[discovery]\nmesh_file = \"{}\"\nreload_interval = \"100ms\"\n",

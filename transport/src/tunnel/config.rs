@@ -33,6 +33,43 @@ impl std::str::FromStr for Congestion {
     }
 }
 
+/// The values `max_concurrent_streams` may take: at least one stream, and
+/// at most what costs a connection about 1 MiB of quinn's stream state.
+pub const CONCURRENT_STREAMS_RANGE: std::ops::RangeInclusive<u32> = 1..=10_000;
+
+/// The values `max_udp_payload` may take: QUIC's minimum datagram size up
+/// to the largest UDP payload quinn accepts.
+pub const UDP_PAYLOAD_RANGE: std::ops::RangeInclusive<u16> = 1200..=65_527;
+
+/// Why `n` cannot be `max_concurrent_streams`, for a configuration error.
+pub fn check_concurrent_streams(n: u32) -> Result<(), String> {
+    within(n, CONCURRENT_STREAMS_RANGE, "streams per connection")
+}
+
+/// Why `n` cannot be `max_udp_payload`, for a configuration error.
+pub fn check_udp_payload(n: u16) -> Result<(), String> {
+    within(
+        n,
+        UDP_PAYLOAD_RANGE,
+        "bytes (QUIC's smallest datagram to the largest UDP payload)",
+    )
+}
+
+fn within<T: PartialOrd + std::fmt::Display>(
+    n: T,
+    range: std::ops::RangeInclusive<T>,
+    unit: &str,
+) -> Result<(), String> {
+    if range.contains(&n) {
+        return Ok(());
+    }
+    Err(format!(
+        "{n} is out of range: {} to {} {unit}",
+        range.start(),
+        range.end()
+    ))
+}
+
 /// Every knob of the tunnel layer. `Default` is what a mesh should run.
 #[derive(Debug, Clone)]
 pub struct TunnelConfig {
@@ -129,5 +166,30 @@ impl Default for TunnelConfig {
             target_connect_timeout: Duration::from_secs(5),
             inner_sessions: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_pass_their_own_checks() {
+        let d = TunnelConfig::default();
+        assert_eq!(check_concurrent_streams(d.max_concurrent_streams), Ok(()));
+        assert_eq!(check_udp_payload(d.max_udp_payload), Ok(()));
+    }
+
+    #[test]
+    fn out_of_range_values_are_named() {
+        assert!(check_concurrent_streams(0)
+            .unwrap_err()
+            .starts_with("0 is out of range: 1 to 10000"));
+        assert!(check_concurrent_streams(10_001).is_err());
+        assert!(check_udp_payload(1199)
+            .unwrap_err()
+            .starts_with("1199 is out of range: 1200 to 65527"));
+        assert!(check_udp_payload(65_528).is_err());
+        assert_eq!(check_udp_payload(65_507), Ok(()));
     }
 }

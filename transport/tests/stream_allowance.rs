@@ -1,6 +1,7 @@
 //! The stream allowances a QUIC connection's two ends give each other: the
-//! accepting end allows `max_concurrent_streams` bidirectional streams, the
-//! dialing end none (an HTTP/3 server never opens one), checked on a real
+//! accepting end allows `max_concurrent_streams` bidirectional streams
+//! (when that is below the allowance it starts with; the tunnel server
+//! grows it from there, tested in tunnel.rs), the dialing end none (an HTTP/3 server never opens one), checked on a real
 //! connection over loopback with the tunnel's own endpoint builders.
 
 mod support;

@@ -201,6 +201,56 @@ async fn full_connection(kind: TransportKind) {
     }
 }
 
+/// An accepted QUIC connection starts by allowing a few streams and grows
+/// the allowance while they are in use: 200 streams held open at once all
+/// open, on one connection (without the growth the 33rd would wait for
+/// credit until its connect timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_streams_grow_the_allowance_of_one_quic_connection() {
+    const HELD: usize = 200;
+    init();
+    let pki = Pki::new("test.local");
+    let cfg = TunnelConfig {
+        force_transport: Some(TransportKind::Quic),
+        ..test_config()
+    };
+    assert!(HELD <= cfg.max_concurrent_streams as usize);
+    assert!(HELD > ferry_transport::tunnel::stream_allowance::INITIAL as usize);
+    let (server, _seen) = connect_server(tls(pki.store(SERVER_ID, &[])), cfg.clone()).await;
+    let client = TunnelClient::new(tls(pki.store(CLIENT_ID, &[])), cfg).unwrap();
+    let peer = PeerKey::new(server.local_addr(), id(SERVER_ID));
+    let echo = echo_server().await;
+    let meta = ferry_transport::tunnel::ConnectMeta::default();
+    let mut held = Vec::new();
+    for i in 0..HELD {
+        let t = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.connect_tcp(&peer, echo, &meta),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("stream {i} did not open within 10 s"))
+        .unwrap();
+        held.push(t);
+    }
+    assert_eq!(
+        client.pooled(&peer).len(),
+        1,
+        "{HELD} streams, one connection"
+    );
+    for mut t in held {
+        t.send
+            .send_data(bytes::Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        t.send.finish().await.unwrap();
+        let mut got = Vec::new();
+        while let Some(b) = t.recv.data().await.unwrap() {
+            got.extend_from_slice(&b);
+        }
+        assert_eq!(got, b"x");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_connection_makes_the_pool_dial_another_quic() {
     full_connection(TransportKind::Quic).await;

@@ -17,6 +17,7 @@ mod rtt_rise;
 pub mod segmenting_socket;
 pub mod server;
 pub mod splice;
+pub mod stream_allowance;
 pub mod stream_io;
 pub mod tcp_tunnel;
 pub mod tracker;

@@ -9,6 +9,7 @@ use quinn::{AckFrequencyConfig, EndpointConfig, MtuDiscoveryConfig, TransportCon
 
 use super::config::{Congestion, TunnelConfig};
 use super::segmenting_socket::bind_udp;
+use super::stream_allowance::StreamAllowance;
 
 /// Which end of a connection a transport configuration is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,10 +26,12 @@ pub enum Role {
 /// the connection starts (two hash-map entries per stream), so the
 /// allowance is a cost per connection: a dialing end allows the peer no
 /// bidirectional stream (an HTTP/3 server never opens one, RFC 9114
-/// section 6.1), and the accepting end allows `max_concurrent_streams`.
+/// section 6.1), and the accepting end starts with a small allowance that
+/// its server grows up to `max_concurrent_streams` as the peer uses it
+/// ([`StreamAllowance`]).
 pub fn transport_config(cfg: &TunnelConfig, role: Role) -> Arc<TransportConfig> {
     let peer_bidi = match role {
-        Role::Server => cfg.max_concurrent_streams,
+        Role::Server => StreamAllowance::initial(cfg.max_concurrent_streams),
         Role::Client => 0,
     };
     let mut t = TransportConfig::default();

@@ -22,6 +22,7 @@ use super::config::TunnelConfig;
 use super::headers;
 use super::incoming::{IncomingStream, PeerInfo, Responder, ResponderInner};
 use super::quic_endpoint;
+use super::stream_allowance::StreamAllowance;
 use super::stream_io::stream_io;
 use super::tracker::{Reservation, StreamTicket};
 use crate::identity::SpiffeId;
@@ -227,6 +228,7 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
         // GOAWAY: once draining and idle, the server closes it itself, after
         // a linger for requests sent before the GOAWAY arrived.
         let streams = TaskTracker::new();
+        let mut allowance = StreamAllowance::new(shared.cfg.max_concurrent_streams);
         let mut linger: Option<Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             tokio::select! {
@@ -257,6 +259,10 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
                                 Err(_) => tracing::debug!("HTTP/3 request headers timed out"),
                             }
                         }.in_current_span())));
+                        if let Some(n) = allowance.grow(streams.len()) {
+                            conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(n));
+                            tracing::debug!(allowance = n, "stream allowance raised");
+                        }
                     }
                     Ok(None) => break,
                     Err(e) => {

@@ -23,13 +23,19 @@ struct Pair {
 }
 
 async fn pair(kind: TransportKind) -> Pair {
-    init();
-    let pki = Pki::new("test.local");
-    let (server, seen) = connect_server(tls(pki.store(SERVER_ID, &[])), test_config()).await;
-    let cfg = TunnelConfig {
+    pair_with(TunnelConfig {
         force_transport: Some(kind),
         ..test_config()
-    };
+    })
+    .await
+}
+
+/// A tunnel server and a client to it, both with `cfg` (a server serves
+/// both transports whatever `cfg.force_transport` says).
+async fn pair_with(cfg: TunnelConfig) -> Pair {
+    init();
+    let pki = Pki::new("test.local");
+    let (server, seen) = connect_server(tls(pki.store(SERVER_ID, &[])), cfg.clone()).await;
     let client = TunnelClient::new(tls(pki.store(CLIENT_ID, &[])), cfg).unwrap();
     let peer = PeerKey::new(server.local_addr(), id(SERVER_ID));
     Pair {
@@ -152,16 +158,17 @@ async fn thousand_concurrent_streams_h2() {
 /// With every stream slot of the pooled connection taken, the next stream
 /// goes to a second connection to the same peer, and works.
 async fn full_connection(kind: TransportKind) {
-    init();
-    let pki = Pki::new("test.local");
-    let cfg = TunnelConfig {
+    let Pair {
+        _server,
+        client,
+        peer,
+        ..
+    } = pair_with(TunnelConfig {
         max_concurrent_streams: 2,
         force_transport: Some(kind),
         ..test_config()
-    };
-    let (server, _seen) = connect_server(tls(pki.store(SERVER_ID, &[])), cfg.clone()).await;
-    let client = TunnelClient::new(tls(pki.store(CLIENT_ID, &[])), cfg).unwrap();
-    let peer = PeerKey::new(server.local_addr(), id(SERVER_ID));
+    })
+    .await;
     let echo = echo_server().await;
     let meta = ferry_transport::tunnel::ConnectMeta::default();
     let mut held = Vec::new();
@@ -214,17 +221,14 @@ async fn echo_through_each(held: Vec<ferry_transport::tunnel::tcp_tunnel::TcpTun
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_streams_grow_the_allowance_of_one_quic_connection() {
     const HELD: usize = 200;
-    init();
-    let pki = Pki::new("test.local");
-    let cfg = TunnelConfig {
-        force_transport: Some(TransportKind::Quic),
-        ..test_config()
-    };
-    assert!(HELD <= cfg.max_concurrent_streams as usize);
+    assert!(HELD <= test_config().max_concurrent_streams as usize);
     assert!(HELD > ferry_transport::tunnel::stream_allowance::INITIAL as usize);
-    let (server, _seen) = connect_server(tls(pki.store(SERVER_ID, &[])), cfg.clone()).await;
-    let client = TunnelClient::new(tls(pki.store(CLIENT_ID, &[])), cfg).unwrap();
-    let peer = PeerKey::new(server.local_addr(), id(SERVER_ID));
+    let Pair {
+        _server,
+        client,
+        peer,
+        ..
+    } = pair(TransportKind::Quic).await;
     let echo = echo_server().await;
     let meta = ferry_transport::tunnel::ConnectMeta::default();
     let mut held = Vec::new();

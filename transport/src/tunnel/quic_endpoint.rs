@@ -66,7 +66,6 @@ pub fn transport_config(cfg: &TunnelConfig, role: Role) -> Arc<TransportConfig> 
 fn ack_frequency(cfg: &TunnelConfig) -> AckFrequencyConfig {
     let mut a = AckFrequencyConfig::default();
     a.max_ack_delay(Some(cfg.ack_delay))
-        .ack_eliciting_threshold(VarInt::from_u32(1))
         .reordering_threshold(VarInt::from_u32(1));
     a
 }

@@ -259,10 +259,13 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
                                 Err(_) => tracing::debug!("HTTP/3 request headers timed out"),
                             }
                         }.in_current_span())));
-                        let window = conn.rtt() * 2 + shared.cfg.ack_delay;
-                        if let Some(n) = allowance.on_stream(std::time::Instant::now(), window, streams.len()) {
-                            conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(n));
-                            tracing::debug!(allowance = n, "stream allowance raised");
+                        if allowance.growing() {
+                            let window = conn.rtt() * 2 + shared.cfg.ack_delay;
+                            let now = std::time::Instant::now();
+                            if let Some(n) = allowance.on_stream(now, window, streams.len()) {
+                                conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(n));
+                                tracing::debug!(allowance = n, "stream allowance raised");
+                            }
                         }
                     }
                     Ok(None) => break,

@@ -61,6 +61,13 @@ impl StreamAllowance {
         self.current
     }
 
+    /// Whether the allowance can still grow: once it is at the ceiling
+    /// the server stops reporting streams (no clock or RTT read per
+    /// stream on a busy connection).
+    pub fn growing(&self) -> bool {
+        self.current < self.max
+    }
+
     /// A stream arrived at `now`, with `running` handlers (this one
     /// included) and `window` the time a finished stream keeps its slot
     /// (two round trips plus the peer's acknowledgement delay). Returns the
@@ -69,7 +76,7 @@ impl StreamAllowance {
     pub fn on_stream(&mut self, now: Instant, window: Duration, running: usize) -> Option<u32> {
         let recent = self.count_arrival(now, window.max(Duration::from_micros(100)));
         let in_use = running.saturating_add(recent as usize);
-        if self.current >= self.max || in_use.saturating_mul(2) < self.current as usize {
+        if !self.growing() || in_use.saturating_mul(2) < self.current as usize {
             return None;
         }
         self.current = self.max;
@@ -165,7 +172,9 @@ mod tests {
     fn a_small_ceiling_is_granted_whole() {
         let mut a = StreamAllowance::new(40);
         assert_eq!(a.current(), 32);
+        assert!(a.growing());
         assert_eq!(a.on_stream(Instant::now(), WINDOW, 16), Some(40));
+        assert!(!a.growing());
         assert_eq!(a.on_stream(Instant::now(), WINDOW, 40), None);
     }
 

@@ -32,11 +32,13 @@ pub struct Opts {
     )]
     pub links: Vec<String>,
     /// Paths to measure (comma separated): direct, raw-quic, raw-tls,
-    /// stunnel, haproxy, nginx, ferry-quic, ferry-h2.
+    /// stunnel, haproxy, nginx, ferry-quic, ferry-h2, and ferry-quic-tcp,
+    /// ferry-h2-tcp (the HTTP service declared opaque TCP: HTTP request
+    /// scenarios only).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,raw-quic,raw-tls,stunnel,haproxy,nginx,ferry-quic,ferry-h2"
+        default_value = "direct,raw-quic,raw-tls,stunnel,haproxy,nginx,ferry-quic,ferry-h2,ferry-quic-tcp,ferry-h2-tcp"
     )]
     pub paths: Vec<String>,
     /// Loss percentages under loss/delay (comma separated; default: the

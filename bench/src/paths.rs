@@ -1,6 +1,8 @@
 //! The paths a scenario is measured over, in table order: the direct limit,
 //! the raw-transport limits, the three mutual-TLS proxy pairs and Ferry
-//! over each transport.
+//! over each transport, first as an HTTP-aware (L7) proxy and then with
+//! the HTTP service declared `protocol = "tcp"` (an L4 proxy, like the
+//! pairs).
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PathKind {
@@ -12,10 +14,12 @@ pub enum PathKind {
     Nginx,
     FerryQuic,
     FerryH2,
+    FerryQuicOpaque,
+    FerryH2Opaque,
 }
 
 impl PathKind {
-    pub const ALL: [PathKind; 8] = [
+    pub const ALL: [PathKind; 10] = [
         PathKind::Direct,
         PathKind::RawTls,
         PathKind::RawQuic,
@@ -24,6 +28,8 @@ impl PathKind {
         PathKind::Nginx,
         PathKind::FerryQuic,
         PathKind::FerryH2,
+        PathKind::FerryQuicOpaque,
+        PathKind::FerryH2Opaque,
     ];
 
     /// The name used on the command line (`--paths`).
@@ -37,6 +43,8 @@ impl PathKind {
             PathKind::Nginx => "nginx",
             PathKind::FerryQuic => "ferry-quic",
             PathKind::FerryH2 => "ferry-h2",
+            PathKind::FerryQuicOpaque => "ferry-quic-tcp",
+            PathKind::FerryH2Opaque => "ferry-h2-tcp",
         }
     }
 
@@ -50,6 +58,8 @@ impl PathKind {
             PathKind::Nginx => "nginx stream pair (mTLS)",
             PathKind::FerryQuic => "Ferry, QUIC",
             PathKind::FerryH2 => "Ferry, TLS/TCP fallback",
+            PathKind::FerryQuicOpaque => "Ferry, QUIC, HTTP as opaque TCP",
+            PathKind::FerryH2Opaque => "Ferry, TLS/TCP, HTTP as opaque TCP",
         }
     }
 
@@ -71,7 +81,30 @@ impl PathKind {
     }
 
     pub fn is_ferry(self) -> bool {
-        matches!(self, PathKind::FerryQuic | PathKind::FerryH2)
+        matches!(
+            self,
+            PathKind::FerryQuic
+                | PathKind::FerryH2
+                | PathKind::FerryQuicOpaque
+                | PathKind::FerryH2Opaque
+        )
+    }
+
+    /// Ferry with the HTTP service declared opaque TCP: one tunnel stream
+    /// per application connection, bytes spliced, no request parsing.
+    /// Measured for the HTTP request scenarios only (bulk already goes to
+    /// an opaque TCP service on every Ferry path).
+    pub fn is_opaque_http(self) -> bool {
+        matches!(self, PathKind::FerryQuicOpaque | PathKind::FerryH2Opaque)
+    }
+
+    /// The tunnel transport a Ferry path is pinned to (`force_transport`).
+    pub fn ferry_transport(self) -> Option<&'static str> {
+        match self {
+            PathKind::FerryQuic | PathKind::FerryQuicOpaque => Some("quic"),
+            PathKind::FerryH2 | PathKind::FerryH2Opaque => Some("h2"),
+            _ => None,
+        }
     }
 
     /// Runs as proxy processes whose CPU and memory are measured.

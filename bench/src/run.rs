@@ -336,7 +336,11 @@ pub fn measure_link(setup: &Setup, topo: &Topology, results: &mut Results) -> Re
             ("peer-edges", scenarios::peer_edges::run),
         ];
         for (key, run) in fresh {
-            if !kind.is_raw() && setup.plan.scope(topo.mtu) == Scope::All && setup.opts.wants(key) {
+            if !kind.is_raw()
+                && !kind.is_opaque_http()
+                && setup.plan.scope(topo.mtu) == Scope::All
+                && setup.opts.wants(key)
+            {
                 let ctx = Ctx {
                     dir: ctx.dir.join(key),
                     ..ctx
@@ -347,7 +351,13 @@ pub fn measure_link(setup: &Setup, topo: &Topology, results: &mut Results) -> Re
     }
     for (kind, why) in unavailable {
         for t in results.tables.iter_mut().filter(|t| t.link == topo.name) {
-            let applies = !kind.is_raw() || t.scenario.starts_with("Bulk");
+            let applies = if kind.is_raw() {
+                t.scenario.starts_with("Bulk")
+            } else if kind.is_opaque_http() {
+                t.scenario.starts_with("Small HTTP") || t.scenario.starts_with("New application")
+            } else {
+                true
+            };
             if applies && !t.rows.contains_key(&kind) {
                 t.note(kind, why.clone());
             }
@@ -373,7 +383,7 @@ fn measure_path(
     std::thread::sleep(Duration::from_millis(300));
     let idle = (path.client_rss_kib(), path.server_rss_kib());
     for flows in [1, 8] {
-        if wants("bulk") {
+        if wants("bulk") && !path.kind.is_opaque_http() {
             scenarios::bulk::run(env, path, flows, results);
             path.check_alive()?;
         }

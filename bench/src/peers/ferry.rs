@@ -3,6 +3,9 @@
 //! client-side edge with two explicit outbound listeners (HTTP service and
 //! an opaque-TCP service for the sink), pinned to one transport
 //! (`force_transport`), with `tunnel.max_udp_payload` set for the link.
+//! The HTTP service is declared `protocol = "http"` (each request forwarded
+//! on its own), or `"tcp"` for the opaque-HTTP paths (each application
+//! connection spliced through one tunnel stream, as the pairs do).
 
 use std::net::SocketAddr;
 
@@ -84,7 +87,8 @@ pub struct ServerEdge {
     pub mesh: std::path::PathBuf,
 }
 
-pub fn start_server(ctx: &Ctx, transport: &str) -> Result<ServerEdge> {
+/// `web_protocol` is the HTTP service's declared protocol in the mesh file.
+pub fn start_server(ctx: &Ctx, transport: &str, web_protocol: &str) -> Result<ServerEdge> {
     let empty = ctx.file("empty-mesh.toml", "")?;
     let listen = SocketAddr::new(ctx.topo.server.ip, 0);
     let cfg = ctx.file(
@@ -97,7 +101,7 @@ pub fn start_server(ctx: &Ctx, transport: &str) -> Result<ServerEdge> {
     let ip = ctx.topo.server.ip;
     let mut mesh = String::new();
     for (name, port, protocol) in [
-        ("web", ctx.app.http_port, "http"),
+        ("web", ctx.app.http_port, web_protocol),
         ("sink", ctx.app.sink_port, "tcp"),
     ] {
         mesh += &format!(
@@ -158,15 +162,15 @@ pub fn start_client_numbered(
     ))
 }
 
-pub fn start(ctx: &Ctx, transport: &str) -> Result<RunningPath> {
-    let server = start_server(ctx, transport)?;
+pub fn start(ctx: &Ctx, kind: PathKind) -> Result<RunningPath> {
+    let transport = kind
+        .ferry_transport()
+        .ok_or_else(|| anyhow!("{} is not a Ferry path", kind.label()))?;
+    let web_protocol = if kind.is_opaque_http() { "tcp" } else { "http" };
+    let server = start_server(ctx, transport, web_protocol)?;
     let (client, http, sink) = start_client(ctx, &server, transport)?;
     Ok(RunningPath {
-        kind: if transport == "quic" {
-            PathKind::FerryQuic
-        } else {
-            PathKind::FerryH2
-        },
+        kind,
         http: Some(http),
         sink: Some(sink),
         client: vec![client],

@@ -129,8 +129,10 @@ impl RunningPath {
             PathKind::Stunnel => stunnel::start(ctx),
             PathKind::Haproxy => haproxy::start(ctx),
             PathKind::Nginx => nginx::start(ctx),
-            PathKind::FerryQuic => ferry::start(ctx, "quic"),
-            PathKind::FerryH2 => ferry::start(ctx, "h2"),
+            PathKind::FerryQuic
+            | PathKind::FerryH2
+            | PathKind::FerryQuicOpaque
+            | PathKind::FerryH2Opaque => ferry::start(ctx, kind),
         };
         r.with_context(|| format!("start {} on {}", kind.label(), ctx.topo.name))
     }

@@ -20,6 +20,8 @@ fn color(p: PathKind) -> RGBColor {
         PathKind::Nginx => RGBColor(148, 103, 189),
         PathKind::FerryQuic => RGBColor(214, 39, 40),
         PathKind::FerryH2 => RGBColor(255, 127, 14),
+        PathKind::FerryQuicOpaque => RGBColor(140, 20, 30),
+        PathKind::FerryH2Opaque => RGBColor(180, 90, 10),
     }
 }
 

@@ -46,12 +46,8 @@ fn median(mut v: Vec<Duration>) -> Option<Duration> {
 /// One repeat for `kind`: (cold, resumed).
 fn once(env: &Env, kind: PathKind, ctx: &Ctx) -> anyhow::Result<(Duration, Duration)> {
     if kind.is_ferry() {
-        let transport = if kind == PathKind::FerryQuic {
-            "quic"
-        } else {
-            "h2"
-        };
-        let server = ferry::start_server(ctx, transport)?;
+        let transport = kind.ferry_transport().unwrap_or("h2");
+        let server = ferry::start_server(ctx, transport, "http")?;
         let (client, http, _) = ferry::start_client(ctx, &server, transport)?;
         let cold = first_request(env, http)?;
         drop(client);

@@ -127,6 +127,7 @@ pub fn run_all(setup: &Setup, results: &mut Results) -> Result<()> {
         .copied()
         .filter(|p| {
             !p.is_raw()
+                && !p.is_opaque_http()
                 && (!setup.opts.quick
                     || matches!(
                         p,

@@ -45,12 +45,8 @@ struct Measured {
 }
 
 fn measure(env: &Env, kind: PathKind, ctx: &Ctx, n: usize) -> anyhow::Result<Measured> {
-    let transport = if kind == PathKind::FerryQuic {
-        "quic"
-    } else {
-        "h2"
-    };
-    let server = ferry::start_server(ctx, transport)?;
+    let transport = kind.ferry_transport().unwrap_or("h2");
+    let server = ferry::start_server(ctx, transport, "http")?;
     let mut clients = Vec::with_capacity(n);
     let mut entries = Vec::with_capacity(n);
     for i in 0..n {

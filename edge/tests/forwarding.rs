@@ -120,9 +120,11 @@ async fn http1(transport: &'static str) {
     let s = setup(transport, "").await;
     let web = listener(&s, "web.default:8080");
     // Keep-alive: two requests on one connection, the second chunked, and a
-    // spoofed identity header that must not reach the application.
+    // spoofed identity header that must not reach the application. A
+    // `ferry-protocol` from the application must not steer the far edge
+    // (HTTP/1.1 travels without one): the app still sees HTTP/1.1.
     let mut c = TcpStream::connect(web).await.unwrap();
-    c.write_all(b"GET /one HTTP/1.1\r\nHost: web.default:8080\r\nx-ferry-client-id: spiffe://evil/ns/x/sa/y\r\n\r\n")
+    c.write_all(b"GET /one HTTP/1.1\r\nHost: web.default:8080\r\nx-ferry-client-id: spiffe://evil/ns/x/sa/y\r\nferry-protocol: h2c\r\n\r\n")
         .await
         .unwrap();
     let first = read_http1_response(&mut c).await;

@@ -2,7 +2,8 @@
 //! `Expect: 100-continue`; h2c; gRPC over h2c): every request is balanced
 //! on its own and sent as its own tunnel request (HTTP/3, or HTTP/2 on the
 //! fallback), bodies and trailers streamed both ways. The application's
-//! protocol travels in `ferry-protocol` so the inbound edge speaks it back.
+//! protocol travels in `ferry-protocol` (absent for HTTP/1.1) so the
+//! inbound edge speaks it back.
 //! Failures are answered: 503 no endpoints, 502 connect/handshake failure,
 //! 504 timeout, each with a `ferry-error` header.
 
@@ -209,7 +210,14 @@ async fn forward_inner(
     let mut headers: HeaderMap = parts.headers;
     strip_hop_by_hop(&mut headers);
     headers.remove(http::header::HOST);
-    headers.insert(FERRY_PROTOCOL, HeaderValue::from_static(protocol.as_str()));
+    // HTTP/1.1, what the far edge assumes without the field, is not sent:
+    // one field less to QPACK-code on both edges for most requests. An
+    // application's own `ferry-protocol` never travels.
+    if protocol == AppProtocol::Http1 {
+        headers.remove(FERRY_PROTOCOL);
+    } else {
+        headers.insert(FERRY_PROTOCOL, HeaderValue::from_static(protocol.as_str()));
+    }
     if empty_body && !headers.contains_key(http::header::CONTENT_LENGTH) {
         headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     }

@@ -294,6 +294,12 @@ pub fn measure_link(setup: &Setup, topo: &Topology, results: &mut Results) -> Re
     let mut unavailable: Vec<(PathKind, String)> = Vec::new();
     for (i, &kind) in setup.paths.iter().enumerate() {
         interrupt::check()?;
+        // The opaque-HTTP paths add rows to the HTTP request scenarios
+        // only, and only where every scenario runs (every link in a full
+        // run, loopback with `--quick`, which must stay within 2 minutes).
+        if kind.is_opaque_http() && setup.plan.scope(topo.mtu) != Scope::All {
+            continue;
+        }
         if let Some(why) = setup.programs.missing_for(kind) {
             setup
                 .progress

@@ -178,3 +178,69 @@ pub fn evaluate(r: &Results) -> Vec<Check> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Results with the 1,000 req/s p50 (ms) of each path given.
+    fn with_p50(rows: &[(PathKind, f64)]) -> Results {
+        let mut r = Results::default();
+        let t = r.table("lo", &latency::scenario(1_000), &latency::metrics());
+        for &(path, p50) in rows {
+            t.set(path, latency::P50, p50);
+        }
+        r
+    }
+
+    fn checks(r: &Results) -> Vec<(String, bool)> {
+        evaluate(r).into_iter().map(|c| (c.target, c.met)).collect()
+    }
+
+    fn owned(want: &[(&str, bool)]) -> Vec<(String, bool)> {
+        want.iter().map(|(t, m)| (t.to_string(), *m)).collect()
+    }
+
+    #[test]
+    fn small_request_targets_are_checked_on_the_l7_and_the_opaque_path() {
+        let mut r = with_p50(&[
+            (Direct, 0.100),
+            (FerryQuic, 0.400),
+            (FerryQuicOpaque, 0.180),
+        ]);
+        let t = r.table("lo", &max_rate::scenario(32), &max_rate::metrics());
+        t.set(Nginx, max_rate::RPS, 20_000.0);
+        t.set(FerryQuic, max_rate::RPS, 15_000.0);
+        t.set(FerryQuicOpaque, max_rate::RPS, 25_000.0);
+        assert_eq!(
+            checks(&r),
+            owned(&[
+                (
+                    "small HTTP at 1,000 req/s: Ferry QUIC added p50 ≤ 100 µs",
+                    false
+                ),
+                ("small HTTP max req/s: Ferry QUIC ≥ 1.2× best pair", false),
+                (
+                    "small HTTP at 1,000 req/s: Ferry QUIC, HTTP as opaque TCP added p50 ≤ 100 µs",
+                    true,
+                ),
+                (
+                    "small HTTP max req/s: Ferry QUIC, HTTP as opaque TCP ≥ 1.2× best pair",
+                    true,
+                ),
+            ])
+        );
+    }
+
+    #[test]
+    fn an_opaque_path_that_was_not_measured_adds_no_check() {
+        let r = with_p50(&[(Direct, 0.100), (FerryQuic, 0.150)]);
+        assert_eq!(
+            checks(&r),
+            owned(&[(
+                "small HTTP at 1,000 req/s: Ferry QUIC added p50 ≤ 100 µs",
+                true
+            )])
+        );
+    }
+}

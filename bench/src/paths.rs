@@ -98,6 +98,21 @@ impl PathKind {
         matches!(self, PathKind::FerryQuicOpaque | PathKind::FerryH2Opaque)
     }
 
+    /// Whether this path is measured in a scenario, named by its
+    /// `--scenarios` key (`bulk`, `latency`, `max-rate`, `new-conn`,
+    /// `handshake`, `open-conns`, `peer-edges`) or `lossy` (the loss/delay
+    /// link): the raw transports carry bulk only, the opaque-HTTP paths
+    /// the HTTP request scenarios only.
+    pub fn measures(self, scenario: &str) -> bool {
+        if self.is_raw() {
+            scenario == "bulk"
+        } else if self.is_opaque_http() {
+            matches!(scenario, "latency" | "max-rate" | "new-conn")
+        } else {
+            true
+        }
+    }
+
     /// The tunnel transport a Ferry path is pinned to (`force_transport`).
     pub fn ferry_transport(self) -> Option<&'static str> {
         match self {
@@ -110,5 +125,19 @@ impl PathKind {
     /// Runs as proxy processes whose CPU and memory are measured.
     pub fn has_proxies(self) -> bool {
         self.is_pair() || self.is_ferry()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PathKind::*;
+
+    #[test]
+    fn which_paths_each_scenario_measures() {
+        assert!(RawQuic.measures("bulk") && !RawQuic.measures("latency"));
+        assert!(!FerryQuicOpaque.measures("bulk"));
+        assert!(FerryQuicOpaque.measures("max-rate") && FerryH2Opaque.measures("new-conn"));
+        assert!(!FerryH2Opaque.measures("lossy") && !FerryQuicOpaque.measures("handshake"));
+        assert!(FerryQuic.measures("lossy") && Nginx.measures("open-conns"));
     }
 }

@@ -279,6 +279,22 @@ fn write_outputs(setup: &Setup, results: &Results) -> Result<()> {
     Ok(())
 }
 
+/// The `--scenarios` key of a table, from its title ("other" for the
+/// tables no key selects on its own, such as memory).
+fn scenario_key(title: &str) -> &'static str {
+    if title.starts_with("Bulk") {
+        "bulk"
+    } else if title.starts_with("Small HTTP requests, maximum rate") {
+        "max-rate"
+    } else if title.starts_with("Small HTTP") {
+        "latency"
+    } else if title.starts_with("New application") {
+        "new-conn"
+    } else {
+        "other"
+    }
+}
+
 /// Measures every path on one link.
 pub fn measure_link(setup: &Setup, topo: &Topology, results: &mut Results) -> Result<()> {
     setup
@@ -342,8 +358,7 @@ pub fn measure_link(setup: &Setup, topo: &Topology, results: &mut Results) -> Re
             ("peer-edges", scenarios::peer_edges::run),
         ];
         for (key, run) in fresh {
-            if !kind.is_raw()
-                && !kind.is_opaque_http()
+            if kind.measures(key)
                 && setup.plan.scope(topo.mtu) == Scope::All
                 && setup.opts.wants(key)
             {
@@ -357,14 +372,7 @@ pub fn measure_link(setup: &Setup, topo: &Topology, results: &mut Results) -> Re
     }
     for (kind, why) in unavailable {
         for t in results.tables.iter_mut().filter(|t| t.link == topo.name) {
-            let applies = if kind.is_raw() {
-                t.scenario.starts_with("Bulk")
-            } else if kind.is_opaque_http() {
-                t.scenario.starts_with("Small HTTP") || t.scenario.starts_with("New application")
-            } else {
-                true
-            };
-            if applies && !t.rows.contains_key(&kind) {
+            if kind.measures(scenario_key(&t.scenario)) && !t.rows.contains_key(&kind) {
                 t.note(kind, why.clone());
             }
         }
@@ -389,13 +397,13 @@ fn measure_path(
     std::thread::sleep(Duration::from_millis(300));
     let idle = (path.client_rss_kib(), path.server_rss_kib());
     for flows in [1, 8] {
-        if wants("bulk") && !path.kind.is_opaque_http() {
+        if wants("bulk") && path.kind.measures("bulk") {
             scenarios::bulk::run(env, path, flows, results);
             path.check_alive()?;
         }
     }
     let scope = env.plan.scope(env.topo.mtu);
-    if path.kind.is_raw() || scope == Scope::Bulk {
+    if !path.kind.measures("latency") || scope == Scope::Bulk {
         return Ok(());
     }
     for &rate in env.plan.rates.iter().filter(|_| wants("latency")) {

@@ -126,8 +126,7 @@ pub fn run_all(setup: &Setup, results: &mut Results) -> Result<()> {
         .iter()
         .copied()
         .filter(|p| {
-            !p.is_raw()
-                && !p.is_opaque_http()
+            p.measures("lossy")
                 && (!setup.opts.quick
                     || matches!(
                         p,

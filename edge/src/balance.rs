@@ -124,6 +124,11 @@ pub struct Balancer {
 
 impl Balancer {
     fn stats(&self, e: &Endpoint) -> Arc<EndpointStats> {
+        // Every pick looks up every endpoint of the service: a read lock and
+        // no key copy once the endpoint is known.
+        if let Some(s) = self.stats.get(e) {
+            return s.clone();
+        }
         self.stats
             .entry(e.clone())
             .or_insert_with(|| Arc::new(EndpointStats::new()))

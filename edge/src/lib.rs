@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use ferry_transport::tls::TlsConfigs;
-use ferry_transport::tunnel::{handler, Congestion, TunnelClient, TunnelConfig, TunnelServer};
+use ferry_transport::tunnel::{Congestion, TunnelClient, TunnelConfig, TunnelServer};
 use ferry_transport::TransportKind;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -184,7 +184,7 @@ pub async fn start_with_shutdown(
             cfg.tunnel.listen,
             tls,
             tcfg,
-            handler(move |stream| inbound::handle(stream, ctx.clone())),
+            Arc::new(move |stream| inbound::handle(stream, ctx.clone())),
         )
         .await
         .map_err(|source| EdgeError::Bind {

@@ -703,7 +703,7 @@ async fn open_stream(
     peer: &PeerKey,
 ) -> Result<ferry_transport::tunnel::SendBody, String> {
     let opened = client
-        .open(peer, connect_request())
+        .open(peer, &connect_request())
         .await
         .map_err(|e| format!("open: {e}"))?;
     let (resp, _recv) = opened

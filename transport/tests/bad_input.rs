@@ -349,7 +349,7 @@ async fn request(
     peer: &PeerKey,
     req: http::Request<()>,
 ) -> Result<(http::Response<()>, String), TunnelError> {
-    let opened = client.open(peer, req).await?;
+    let opened = client.open(peer, &req).await?;
     let _send = opened.send; // keep the request side open until the answer
     let (resp, mut body) = tokio::time::timeout(Duration::from_secs(5), opened.response.response())
         .await
@@ -619,7 +619,7 @@ async fn unsendable_request_fails_alone() {
         ];
         for req in bad {
             let what = format!("{} {} over {kind:?}", req.method(), req.uri());
-            match client.open(&s.peer, req).await {
+            match client.open(&s.peer, &req).await {
                 // HTTP/2 sends both: the server refuses the GET and (it
                 // goes by :authority) connects the CONNECT.
                 Ok(opened) => {

@@ -51,7 +51,7 @@ async fn last_chunk_ends_the_stream(kind: TransportKind) {
     let peer = PeerKey::new(server.local_addr(), id(SERVER_ID));
     for _ in 0..3 {
         let req = http::Request::get("http://app.test/").body(()).unwrap();
-        let opened = client.open(&peer, req).await.unwrap();
+        let opened = client.open(&peer, &req).await.unwrap();
         let mut send = opened.send;
         send.finish().await.unwrap();
         let (head, mut recv) = opened.response.response().await.unwrap();
@@ -92,7 +92,7 @@ async fn finish_after_the_server_is_done(kind: TransportKind) {
     let client = client_for(&pki, kind);
     let peer = PeerKey::new(server.local_addr(), id(SERVER_ID));
     let req = http::Request::get("http://app.test/").body(()).unwrap();
-    let opened = client.open(&peer, req).await.unwrap();
+    let opened = client.open(&peer, &req).await.unwrap();
     let (head, mut recv) = opened.response.response().await.unwrap();
     assert_eq!(head.status(), 200);
     while recv.data().await.unwrap().is_some() {}

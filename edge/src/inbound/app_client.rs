@@ -166,7 +166,7 @@ impl AppClients {
             loop {
                 let (mut sender, reused) = match self.inner.shared_h2(port) {
                     Some(s) => (s, true),
-                    None => (self.inner.dial_h2(port).await?, false),
+                    None => (Box::pin(self.inner.dial_h2(port)).await?, false),
                 };
                 let sent = match sender.ready().await {
                     Ok(()) => sender.try_send_request(req).await,
@@ -193,7 +193,7 @@ impl AppClients {
         loop {
             let (mut sender, reused) = match self.inner.checkout(port) {
                 Some(s) => (s, true),
-                None => (self.inner.dial_http1(port).await?, false),
+                None => (Box::pin(self.inner.dial_http1(port)).await?, false),
             };
             match sender.try_send_request(req).await {
                 Ok(resp) => {

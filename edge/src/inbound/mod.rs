@@ -7,7 +7,9 @@ pub mod app_client;
 pub mod authz;
 pub mod http;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,19 +21,21 @@ use tracing::Instrument;
 use crate::context::EdgeContext;
 use authz::Authorizer;
 
-/// Handles one stream from the tunnel port.
-pub async fn handle(stream: IncomingStream, ctx: Arc<EdgeContext>) {
+/// Handles one stream from the tunnel port: the tunnel server's
+/// [`StreamHandler`](ferry_transport::tunnel::StreamHandler). Returns the
+/// stream's one boxed future: each box is a copy of a state machine of
+/// kilobytes, made per stream.
+pub fn handle(
+    stream: IncomingStream,
+    ctx: Arc<EdgeContext>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     // The policy of the moment (the control plane may replace it).
     let authz = ctx.authz.load_full();
     let span = tracing::info_span!("inbound", client = %stream.peer.id, transport = %stream.peer.transport);
-    // Boxed: each is a large state machine, and building it inline made
-    // every stream memcpy it into this one.
     if stream.request.method() == Method::CONNECT {
-        Box::pin(tcp(stream, ctx, &authz)).instrument(span).await;
+        Box::pin(async move { tcp(stream, ctx, &authz).await }.instrument(span))
     } else {
-        Box::pin(http::serve(stream, ctx, &authz))
-            .instrument(span)
-            .await;
+        Box::pin(async move { http::serve(stream, ctx, &authz).await }.instrument(span))
     }
 }
 

@@ -250,8 +250,13 @@ async fn forward_inner(
     let deadline = ctx.cfg.outbound.request_timeout;
     // Try up to two endpoints while nothing of the request has been sent.
     let mut last_err: Option<TunnelError> = None;
-    let mut candidates = endpoints.clone();
+    let mut candidates = endpoints;
     let mut body = Some(body);
+    // Built once; each attempt names its endpoint in `ferry-target`.
+    let mut tunnel_req = Request::new(());
+    *tunnel_req.method_mut() = parts.method;
+    *tunnel_req.uri_mut() = uri;
+    *tunnel_req.headers_mut() = headers;
     for attempt in 0..2 {
         let Some((endpoint, lease)) = ctx.balancer.pick(&candidates) else {
             break;
@@ -260,20 +265,13 @@ async fn forward_inner(
         if candidates.len() > 1 {
             candidates.retain(|e| e != &endpoint);
         }
-        let mut h = headers.clone();
         if let Ok(v) = HeaderValue::from_str(&endpoint.address.to_string()) {
-            h.insert(FERRY_TARGET, v);
+            tunnel_req.headers_mut().insert(FERRY_TARGET, v);
         }
-        let mut tunnel_req = Request::builder()
-            .method(parts.method.clone())
-            .uri(uri.clone())
-            .body(())
-            .expect("valid parts");
-        *tunnel_req.headers_mut() = h;
         let peer = endpoint.peer_key();
         let opened = match tokio::time::timeout(
             ctx.cfg.outbound.connect_timeout,
-            Box::pin(ctx.client.open(&peer, tunnel_req)),
+            Box::pin(ctx.client.open(&peer, &tunnel_req)),
         )
         .await
         {
@@ -345,7 +343,7 @@ async fn forward_inner(
                 // method is sent again, to another endpoint if there is one.
                 if attempt == 0
                     && empty_body
-                    && parts.method.is_idempotent()
+                    && tunnel_req.method().is_idempotent()
                     && matches!(e, StreamError::Connection(_))
                 {
                     tracing::debug!(peer = %endpoint.id, error = %e, "the connection went away under the request; retrying");

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Why a string is not a valid SPIFFE ID or trust domain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,7 +26,7 @@ pub enum SpiffeIdError {
 
 /// A validated trust domain (the authority part of a SPIFFE ID).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TrustDomain(String);
+pub struct TrustDomain(Arc<str>);
 
 impl TrustDomain {
     /// Validates a bare trust-domain name such as `cluster.local`.
@@ -42,7 +43,7 @@ impl TrustDomain {
                 });
             }
         }
-        Ok(Self(name.to_string()))
+        Ok(Self(Arc::from(name)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -71,11 +72,12 @@ impl FromStr for TrustDomain {
 }
 
 /// A validated workload SPIFFE ID: `spiffe://<trust-domain>/<path>`.
+/// Clones share its text (reference counted): one travels with every stream.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpiffeId {
     trust_domain: TrustDomain,
     /// The path including its leading `/`; never empty for a workload ID.
-    path: String,
+    path: Arc<str>,
 }
 
 impl SpiffeId {
@@ -130,7 +132,7 @@ impl SpiffeId {
         }
         Ok(Self {
             trust_domain,
-            path: path.to_string(),
+            path: Arc::from(path),
         })
     }
 

@@ -217,24 +217,66 @@ pub struct TransportMetrics {
     quic_broken_peers: Gauge,
     quic_rtt_replaced: Counter,
     quic_paths: QuicPaths,
+    /// The `streams` and `open_streams` series of each transport and side,
+    /// looked up once: a stream then costs no label lookup.
+    stream_series: [StreamSeries; 4],
+}
+
+/// One transport and side's stream counter and gauge.
+#[derive(Clone, Debug)]
+struct StreamSeries {
+    opened: Counter,
+    open: Gauge,
+}
+
+/// Where a transport and side's series sit in `stream_series`.
+fn stream_index(kind: TransportKind, side: Side) -> usize {
+    let k = match kind {
+        TransportKind::Quic => 0,
+        TransportKind::H2 => 2,
+    };
+    let s = match side {
+        Side::Client => 0,
+        Side::Server => 1,
+    };
+    k + s
 }
 
 const ALL_KINDS: [TransportKind; 2] = [TransportKind::Quic, TransportKind::H2];
 
 impl TransportMetrics {
-    /// New, unregistered metrics, with every handshake and TLS-rejection
-    /// label combination created at 0.
+    /// New, unregistered metrics, with every handshake, TLS-rejection and
+    /// stream label combination created at 0.
     pub fn new() -> Self {
+        let streams = Family::<ConnLabels, Counter>::default();
+        let open_streams = Family::<ConnLabels, Gauge>::default();
+        let series = |kind, side| {
+            let labels = ConnLabels {
+                transport: Transport(kind),
+                side,
+            };
+            StreamSeries {
+                opened: streams.get_or_create_owned(&labels),
+                open: open_streams.get_or_create_owned(&labels),
+            }
+        };
+        let stream_series = [
+            series(TransportKind::Quic, Side::Client),
+            series(TransportKind::Quic, Side::Server),
+            series(TransportKind::H2, Side::Client),
+            series(TransportKind::H2, Side::Server),
+        ];
         let metrics = Self {
             handshakes: Family::default(),
             fallbacks: Family::default(),
             open_connections: Family::default(),
-            streams: Family::default(),
-            open_streams: Family::default(),
+            streams,
+            open_streams,
             tls_rejections: Family::default(),
             quic_broken_peers: Gauge::default(),
             quic_rtt_replaced: Counter::default(),
             quic_paths: QuicPaths::default(),
+            stream_series,
         };
         // `get_or_create` creates the series at 0; the returned read guard is
         // dropped at once.
@@ -365,14 +407,12 @@ impl TransportMetrics {
     /// Counts a stream (in `streams_total` and `open_streams`); it stays in
     /// `open_streams` until the returned guard is dropped.
     pub fn stream_opened(&self, kind: TransportKind, side: Side) -> StreamGuard {
-        let labels = ConnLabels {
-            transport: Transport(kind),
-            side,
-        };
-        self.streams.get_or_create(&labels).inc();
-        let gauge = self.open_streams.get_or_create_owned(&labels);
-        gauge.inc();
-        StreamGuard { gauge }
+        let series = &self.stream_series[stream_index(kind, side)];
+        series.opened.inc();
+        series.open.inc();
+        StreamGuard {
+            gauge: series.open.clone(),
+        }
     }
 
     /// Counts one refused peer certificate.
@@ -606,6 +646,49 @@ mod tests {
         assert_line(&text, &format!("{conn_h} 0"));
         assert_line(&text, &format!("{open_s} 0"));
         assert_line(&text, &format!("{streams} 2"));
+    }
+
+    #[test]
+    fn each_transport_and_side_counts_its_own_streams() {
+        let (m, registry) = registered();
+        let line = |kind: TransportKind, side: Side| {
+            format!(
+                "ferry_transport_streams_total{{transport=\"{}\",side=\"{}\"}}",
+                kind.as_str(),
+                side.as_str()
+            )
+        };
+        let text = encode_text(&registry);
+        for kind in ALL_KINDS {
+            for side in Side::ALL {
+                assert_line(&text, &format!("{} 0", line(kind, side)));
+            }
+        }
+        // The nth combination opens n + 1 streams.
+        let mut guards = Vec::new();
+        let mut n = 0;
+        for kind in ALL_KINDS {
+            for side in Side::ALL {
+                n += 1;
+                for _ in 0..n {
+                    guards.push(m.stream_opened(kind, side));
+                }
+            }
+        }
+        let text = encode_text(&registry);
+        let mut n = 0;
+        for kind in ALL_KINDS {
+            for side in Side::ALL {
+                n += 1;
+                assert_line(&text, &format!("{} {n}", line(kind, side)));
+                let open = format!(
+                    "ferry_transport_open_streams{{transport=\"{}\",side=\"{}\"}} {n}",
+                    kind.as_str(),
+                    side.as_str()
+                );
+                assert_line(&text, &open);
+            }
+        }
     }
 
     #[test]

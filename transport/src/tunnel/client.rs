@@ -107,11 +107,12 @@ impl TunnelClient {
     /// Opens a request stream to `peer`. Reuses a pooled connection with a
     /// free stream slot (QUIC preferred), else dials (one dial per peer at a
     /// time). A stream refused because the connection went away (GOAWAY,
-    /// close) is retried once on a new connection.
+    /// close) is retried once on a new connection. `req` is borrowed: each
+    /// attempt sends a copy, so a caller can try another peer with it.
     pub async fn open(
         &self,
         peer: &PeerKey,
-        req: http::Request<()>,
+        req: &http::Request<()>,
     ) -> Result<OpenedStream, TunnelError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(TunnelError::Shutdown);
@@ -119,7 +120,7 @@ impl TunnelClient {
         let mut last = None;
         for _ in 0..2 {
             let (conn, slot) = self.checkout(peer).await?;
-            match conn.open(clone_request(&req), slot).await {
+            match conn.open(clone_request(req), slot).await {
                 Ok(s) => return Ok(s),
                 // The request itself was refused (the connection is not
                 // marked closed): closing the connection would kill its
@@ -179,7 +180,12 @@ impl TunnelClient {
         peer: &PeerKey,
     ) -> Result<(PeerConnection, super::tracker::Reservation), TunnelError> {
         let limit = self.inner.cfg.max_concurrent_streams as usize;
-        let entry = self.inner.pool.entry(peer.clone()).or_default().clone();
+        // A read lock and no key copy when the peer is pooled already.
+        let pooled = self.inner.pool.get(peer).map(|e| e.clone());
+        let entry = match pooled {
+            Some(e) => e,
+            None => self.inner.pool.entry(peer.clone()).or_default().clone(),
+        };
         if let Some(x) = pick(&entry, limit) {
             return Ok(x);
         }
@@ -187,7 +193,9 @@ impl TunnelClient {
         if let Some(x) = pick(&entry, limit) {
             return Ok(x);
         }
-        let conn = self.connect(peer).await?;
+        // Boxed: dialing is rare, and its (large) state machine inline would
+        // make every `open` future, built and moved per request, that big.
+        let conn = Box::pin(self.connect(peer)).await?;
         self.watch_quic(peer, &conn);
         let slot = conn
             .state
@@ -301,7 +309,7 @@ impl TunnelClient {
                 let _ = carrier.set(tunnel.transport);
                 Ok(stream_io(tunnel.send, tunnel.recv))
             };
-            let mut conn = establish_h2(
+            let conn = establish_h2(
                 stream,
                 &self.inner.tls,
                 &self.inner.cfg,
@@ -309,7 +317,9 @@ impl TunnelClient {
                 &peer.id,
             )
             .await?;
-            conn.carrier = carrier.get().copied();
+            if let Some(c) = carrier.get() {
+                let _ = conn.carrier.set(*c);
+            }
             Ok(conn)
         })
     }
@@ -433,7 +443,12 @@ impl TunnelClient {
             .tls
             .metrics()
             .set_quic_broken_peers(self.inner.broken.len() as i64);
-        let entry = self.inner.pool.entry(peer.clone()).or_default().clone();
+        // A read lock and no key copy when the peer is pooled already.
+        let pooled = self.inner.pool.get(peer).map(|e| e.clone());
+        let entry = match pooled {
+            Some(e) => e,
+            None => self.inner.pool.entry(peer.clone()).or_default().clone(),
+        };
         entry.conns.lock().expect("pool lock").push(conn);
     }
 }

@@ -21,22 +21,41 @@ pub(crate) enum Sender {
     H2(h2::client::SendRequest<Bytes>),
 }
 
-/// A pooled connection to a peer. Cheap to clone.
+/// A pooled connection to a peer. Cheap to clone: one reference count
+/// (a request takes one from the pool and drops it once its stream is open).
 #[derive(Clone)]
-pub struct PeerConnection {
+pub struct PeerConnection(Arc<ConnParts>);
+
+/// What a [`PeerConnection`] shares between its clones (its fields are
+/// the crate's own).
+pub struct ConnParts {
     pub(crate) sender: Sender,
     pub(crate) state: Arc<ConnState>,
     pub(crate) kind: TransportKind,
     /// For an inner session (a peer reached through a gateway): the
     /// transport of the stream to the gateway that carries it, which is
-    /// what the wire shows and what streams on it are labelled with.
-    pub(crate) carrier: Option<TransportKind>,
+    /// what the wire shows and what streams on it are labelled with. Set
+    /// once the session is established.
+    pub(crate) carrier: std::sync::OnceLock<TransportKind>,
     pub(crate) addr: SocketAddr,
     pub(crate) peer_id: SpiffeId,
     pub(crate) metrics: TransportMetrics,
     pub(crate) quic: Option<quinn::Connection>,
     /// The certificate chain the peer presented.
     pub(crate) peer_chain: Arc<Vec<rustls_pki_types::CertificateDer<'static>>>,
+}
+
+impl std::ops::Deref for PeerConnection {
+    type Target = ConnParts;
+    fn deref(&self) -> &ConnParts {
+        &self.0
+    }
+}
+
+impl From<ConnParts> for PeerConnection {
+    fn from(parts: ConnParts) -> Self {
+        Self(Arc::new(parts))
+    }
 }
 
 impl std::fmt::Debug for PeerConnection {
@@ -90,7 +109,7 @@ impl PeerConnection {
     /// The transport on the wire: this connection's own, or for an inner
     /// session the transport of the hop to the gateway.
     pub fn transport(&self) -> TransportKind {
-        self.carrier.unwrap_or(self.kind)
+        self.carrier.get().copied().unwrap_or(self.kind)
     }
 
     pub fn peer_id(&self) -> &SpiffeId {
@@ -136,11 +155,11 @@ impl PeerConnection {
     ) -> Result<OpenedStream, TunnelError> {
         let metric = self.metrics.stream_opened(self.kind, Side::Client);
         // h3 closes the whole connection when its last `SendRequest` is
-        // dropped, in-flight streams and all: each QUIC stream keeps one, so
-        // a connection that has left the pool (after a GOAWAY) stays open
-        // until its last stream ends.
+        // dropped, in-flight streams and all: each QUIC stream keeps the
+        // connection (and its `SendRequest`), so a connection that has left
+        // the pool (after a GOAWAY) stays open until its last stream ends.
         let keep: Option<Box<dyn std::any::Any + Send>> = match &self.sender {
-            Sender::Quic { send } => Some(Box::new(send.clone())),
+            Sender::Quic { .. } => Some(Box::new(self.clone())),
             Sender::H2(_) => None,
         };
         let ticket = StreamTicket::keeping(slot, metric, keep);

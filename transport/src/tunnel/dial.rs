@@ -7,7 +7,7 @@ use bytes::Bytes;
 use rustls_pki_types::ServerName;
 
 use super::config::TunnelConfig;
-use super::connection::{PeerConnection, Sender};
+use super::connection::{ConnParts, PeerConnection, Sender};
 use super::error::TunnelError;
 use super::quic_endpoint;
 use super::tracker::ConnState;
@@ -95,11 +95,11 @@ pub(crate) async fn dial_quic(
         st.mark_closed();
         tracing::debug!(%addr, %peer, reason = %e, "QUIC tunnel connection closed");
     });
-    Ok(PeerConnection {
+    Ok(PeerConnection::from(ConnParts {
         sender: Sender::Quic { send },
         state,
         kind: TransportKind::Quic,
-        carrier: None,
+        carrier: std::sync::OnceLock::new(),
         addr,
         peer_id: id.clone(),
         metrics,
@@ -113,7 +113,7 @@ pub(crate) async fn dial_quic(
                 .unwrap_or_default(),
         ),
         quic: Some(conn),
-    })
+    }))
 }
 
 /// TLS alerts travel as QUIC CRYPTO_ERROR codes 0x100..=0x1ff.
@@ -241,15 +241,15 @@ where
         }
         st.mark_closed();
     });
-    Ok(PeerConnection {
+    Ok(PeerConnection::from(ConnParts {
         sender: Sender::H2(send),
         state,
         kind: TransportKind::H2,
-        carrier: None,
+        carrier: std::sync::OnceLock::new(),
         addr,
         peer_id: id.clone(),
         metrics,
         quic: None,
         peer_chain: std::sync::Arc::new(chain),
-    })
+    }))
 }

@@ -352,16 +352,17 @@ fn dispatch(
     shared: Arc<Shared>,
     stream: IncomingStream,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let inner = stream
+        .request
+        .headers()
+        .get(headers::FERRY_INNER)
+        .is_some_and(|v| v == headers::INNER_H2);
+    if !(inner && shared.cfg.inner_sessions) {
+        // The handler's own box: no second one around it per stream.
+        return (shared.handler)(stream);
+    }
     // Boxed as `dyn Send`: an inner session serves streams through here.
     Box::pin(async move {
-        let inner = stream
-            .request
-            .headers()
-            .get(headers::FERRY_INNER)
-            .is_some_and(|v| v == headers::INNER_H2);
-        if !(inner && shared.cfg.inner_sessions) {
-            return (shared.handler)(stream).await;
-        }
         if stream.peer.via.is_some() {
             let _ = stream
                 .responder

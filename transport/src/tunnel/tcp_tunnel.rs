@@ -70,7 +70,7 @@ impl TunnelClient {
         peer: &PeerKey,
         req: http::Request<()>,
     ) -> Result<TcpTunnel, TunnelError> {
-        let opened = self.open(peer, req).await?;
+        let opened = self.open(peer, &req).await?;
         let (resp, mut recv) = opened.response.response().await?;
         if resp.status() != StatusCode::OK {
             let why = resp

@@ -69,6 +69,15 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including any named by
 /// `Connection`. `te: trailers` survives (gRPC needs it).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most heads carry none of these: one pass over their few names (equal
+    // names compare as enums or short strings) instead of eight hashed
+    // removals, on each of the four heads a request crosses.
+    let present = headers
+        .keys()
+        .any(|k| k == http::header::TE || HOP_BY_HOP.contains(k));
+    if !present {
+        return;
+    }
     // Empty (no allocation) when there is no `Connection` header.
     let named: Vec<HeaderName> = headers
         .get_all(http::header::CONNECTION)
@@ -114,6 +123,24 @@ mod tests {
         assert!(h.get("keep-alive").is_none());
         assert_eq!(h.get("te").unwrap(), "trailers");
         assert_eq!(h.get("x-app").unwrap(), "kept");
+    }
+
+    #[test]
+    fn each_hop_by_hop_field_alone_is_stripped() {
+        for name in HOP_BY_HOP.iter().chain([&http::header::TE]) {
+            let mut h = HeaderMap::new();
+            h.insert(name.clone(), "x".parse().unwrap());
+            h.insert("x-app", "kept".parse().unwrap());
+            strip_hop_by_hop(&mut h);
+            assert!(h.get(name).is_none(), "{name} kept");
+            assert_eq!(h.len(), 1, "{name}: {h:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("x-app", "kept".parse().unwrap());
+        h.insert(http::header::CONTENT_LENGTH, "0".parse().unwrap());
+        let before = h.clone();
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, before);
     }
 
     #[test]

@@ -124,13 +124,13 @@ async fn http1(transport: &'static str) {
     // `ferry-protocol` from the application must not steer the far edge
     // (HTTP/1.1 travels without one): the app still sees HTTP/1.1.
     let mut c = TcpStream::connect(web).await.unwrap();
-    c.write_all(b"GET /one HTTP/1.1\r\nHost: web.default:8080\r\nx-ferry-client-id: spiffe://evil/ns/x/sa/y\r\nferry-protocol: h2c\r\n\r\n")
+    c.write_all(b"GET /one?a=1&b=%20 HTTP/1.1\r\nHost: web.default:8080\r\nx-ferry-client-id: spiffe://evil/ns/x/sa/y\r\nferry-protocol: h2c\r\n\r\n")
         .await
         .unwrap();
     let first = read_http1_response(&mut c).await;
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
     assert!(
-        first.contains(&format!("GET /one id={} v=HTTP/1.1", s.client_id)),
+        first.contains(&format!("GET /one?a=1&b=%20 id={} v=HTTP/1.1", s.client_id)),
         "{first}"
     );
     assert!(
@@ -238,7 +238,7 @@ async fn h2c_trailers(transport: &'static str) {
     .unwrap();
     tokio::spawn(conn);
     use http_body_util::BodyExt;
-    let req = http::Request::post("http://web.default:8080/trailers")
+    let req = http::Request::post("http://web.default:8080/trailers?q=1")
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(http_body_util::Full::new(bytes::Bytes::from_static(
@@ -253,7 +253,9 @@ async fn h2c_trailers(transport: &'static str) {
     assert_eq!(trailers.get("x-trailer").unwrap(), "yes");
     let body = String::from_utf8(collected.to_bytes().to_vec()).unwrap();
     assert!(
-        body.contains("POST /trailers") && body.contains("v=HTTP/2.0") && body.ends_with("ping"),
+        body.contains("POST /trailers?q=1 ")
+            && body.contains("v=HTTP/2.0")
+            && body.ends_with("ping"),
         "{body}"
     );
 }

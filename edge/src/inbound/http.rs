@@ -4,6 +4,7 @@
 //! protocol the client's application spoke (HTTP/1.1, h2c, gRPC).
 //! Response bodies and trailers stream back.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,8 +13,8 @@ use ferry_transport::tunnel::headers::{
     FERRY_DESTINATION, FERRY_ERROR, FERRY_PROTOCOL, FERRY_SOURCE,
 };
 use ferry_transport::tunnel::{refuse, IncomingStream};
-use http::{HeaderValue, Request, StatusCode};
-use http_body_util::BodyExt;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, StatusCode, Uri};
 
 use crate::context::EdgeContext;
 use crate::tunnel_body::{pump_body, recv_to_body, PumpEnd};
@@ -92,25 +93,27 @@ pub async fn serve(
         ..
     } = stream;
     let (parts, ()) = request.into_parts();
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| target.to_string());
-    let path_q = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    // HTTP/1.1 goes out in origin form with a Host header; h2c needs the
-    // scheme and authority for its pseudo-headers.
+    let authority: Cow<'_, str> = match parts.uri.authority() {
+        Some(a) => Cow::Borrowed(a.as_str()),
+        None => Cow::Owned(target.to_string()),
+    };
+    // HTTP/1.1 goes out in origin form with a Host header (the path as
+    // parsed, not parsed again); h2c needs the scheme and authority for its
+    // pseudo-headers.
     let uri = if protocol.is_h2() {
-        let host = authority
-            .rsplit_once(':')
-            .map_or(authority.as_str(), |(h, _)| h);
-        format!("http://{host}:{}{path_q}", target.port())
+        let path_q = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let host = authority.rsplit_once(':').map_or(&*authority, |(h, _)| h);
+        Uri::try_from(format!("http://{host}:{}{path_q}", target.port())).map_err(http::Error::from)
     } else {
-        path_q.to_string()
+        let mut origin = http::uri::Parts::default();
+        origin.path_and_query = Some(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        Uri::from_parts(origin).map_err(http::Error::from)
     };
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
@@ -124,7 +127,7 @@ pub async fn serve(
     }
     // Never trust an identity header from outside; set the authenticated one.
     headers.remove(&ctx.identity_header);
-    if let Ok(v) = HeaderValue::from_str(&peer.id.to_string()) {
+    if let Ok(v) = HeaderValue::from_str(peer.id.as_str()) {
         headers.insert(ctx.identity_header.clone(), v);
     }
     if !protocol.is_h2() {
@@ -142,11 +145,12 @@ pub async fn serve(
     } else {
         (recv_to_body(body), None)
     };
-    let mut req = match Request::builder()
-        .method(parts.method)
-        .uri(uri)
-        .body(app_body)
-    {
+    let mut req = match uri.and_then(|uri| {
+        Request::builder()
+            .method(parts.method)
+            .uri(uri)
+            .body(app_body)
+    }) {
         Ok(r) => r,
         Err(e) => {
             let _ = responder
@@ -199,7 +203,7 @@ pub async fn serve(
         }
     };
     log(status, "");
-    let end = pump_body(body.boxed(), send).await;
+    let end = pump_body(body, send).await;
     tracing::trace!(?end, "response body done");
     // Read to its end, the application connection can take another request.
     if matches!(end, PumpEnd::Complete(_)) {

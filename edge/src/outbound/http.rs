@@ -8,6 +8,7 @@
 //! 504 timeout, each with a `ferry-error` header.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -101,6 +102,17 @@ fn error_response(status: StatusCode, code: &'static str, detail: String) -> Res
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// `addr` as a header value, formatted in place (no growing `String`).
+fn addr_value(addr: SocketAddr) -> Option<HeaderValue> {
+    use std::io::Write;
+    // The longest form, `[<v6 with a v4 tail>%<scope>]:<port>`, is 64 bytes.
+    let mut buf = [0u8; 80];
+    let mut rest = &mut buf[..];
+    write!(rest, "{addr}").ok()?;
+    let len = 80 - rest.len();
+    HeaderValue::from_bytes(&buf[..len]).ok()
 }
 
 /// The authority the application addressed (Host header or URI).
@@ -265,7 +277,7 @@ async fn forward_inner(
         if candidates.len() > 1 {
             candidates.retain(|e| e != &endpoint);
         }
-        if let Ok(v) = HeaderValue::from_str(&endpoint.address.to_string()) {
+        if let Some(v) = addr_value(endpoint.address) {
             tunnel_req.headers_mut().insert(FERRY_TARGET, v);
         }
         let peer = endpoint.peer_key();
@@ -378,4 +390,21 @@ async fn forward_inner(
         "connect_failed"
     };
     Err(error_response(StatusCode::BAD_GATEWAY, code, detail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_become_header_values() {
+        for a in [
+            "10.0.0.1:8080",
+            "[::1]:443",
+            "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255%4294967295]:65535",
+        ] {
+            let addr: SocketAddr = a.parse().unwrap();
+            assert_eq!(addr_value(addr).unwrap(), addr.to_string().as_str(), "{a}");
+        }
+    }
 }

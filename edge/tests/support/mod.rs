@@ -222,7 +222,7 @@ pub async fn http_app() -> SocketAddr {
                     let head = format!(
                         "{} {} id={} v={:?}\n",
                         req.method(),
-                        req.uri().path(),
+                        req.uri().path_and_query().map_or("/", |p| p.as_str()),
                         id,
                         req.version()
                     );

@@ -76,9 +76,13 @@ impl FromStr for TrustDomain {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpiffeId {
     trust_domain: TrustDomain,
-    /// The path including its leading `/`; never empty for a workload ID.
-    path: Arc<str>,
+    /// The whole ID, `spiffe://<trust-domain><path>`, where the path
+    /// (with its leading `/`) is never empty for a workload ID.
+    full: Arc<str>,
 }
+
+/// What precedes the trust domain in an ID.
+const SCHEME: &str = "spiffe://";
 
 impl SpiffeId {
     pub fn parse(s: &str) -> Result<Self, SpiffeIdError> {
@@ -89,7 +93,7 @@ impl SpiffeId {
             return Err(SpiffeIdError::TooLong(s.chars().take(64).collect()));
         }
         let rest = s
-            .strip_prefix("spiffe://")
+            .strip_prefix(SCHEME)
             .ok_or_else(|| SpiffeIdError::Scheme(s.to_string()))?;
         if rest.contains(['?', '#', '@']) {
             return Err(SpiffeIdError::Forbidden(s.to_string()));
@@ -132,7 +136,7 @@ impl SpiffeId {
         }
         Ok(Self {
             trust_domain,
-            path: Arc::from(path),
+            full: Arc::from(s),
         })
     }
 
@@ -141,12 +145,17 @@ impl SpiffeId {
     }
 
     pub fn path(&self) -> &str {
-        &self.path
+        &self.full[SCHEME.len() + self.trust_domain.as_str().len()..]
+    }
+
+    /// The whole ID as text (what `Display` writes).
+    pub fn as_str(&self) -> &str {
+        &self.full
     }
 
     /// The Kubernetes-style namespace, for IDs shaped `/ns/<ns>/sa/<sa>`.
     pub fn namespace(&self) -> Option<&str> {
-        let mut parts = self.path[1..].split('/');
+        let mut parts = self.path()[1..].split('/');
         match (parts.next(), parts.next()) {
             (Some("ns"), Some(ns)) => Some(ns),
             _ => None,
@@ -156,7 +165,7 @@ impl SpiffeId {
 
 impl fmt::Display for SpiffeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "spiffe://{}{}", self.trust_domain, self.path)
+        f.write_str(&self.full)
     }
 }
 
@@ -178,6 +187,11 @@ mod tests {
         assert_eq!(id.path(), "/ns/default/sa/web");
         assert_eq!(id.namespace(), Some("default"));
         assert_eq!(id.to_string(), "spiffe://cluster.local/ns/default/sa/web");
+        assert_eq!(id.as_str(), "spiffe://cluster.local/ns/default/sa/web");
+        let other = SpiffeId::parse("spiffe://cluster.local/ns/default/sa/wex").unwrap();
+        assert!(id < other && id != other);
+        let domain = SpiffeId::parse("spiffe://cluster.locam/a").unwrap();
+        assert!(other < domain, "the trust domain orders first");
     }
 
     #[test]

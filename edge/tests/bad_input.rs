@@ -267,6 +267,26 @@ async fn bad_http1(transport: &'static str) {
     );
     s.still_serving().await;
 
+    // A Host that is no authority: 400 from the edge, naming the target.
+    let mut c = TcpStream::connect(web).await.unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: bad host\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let out = closed_within(&mut c, Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(status_of(&out), Some(400), "{text}");
+    assert!(
+        text.contains("ferry-error: malformed") && text.contains("bad request target"),
+        "{text}"
+    );
+    // No Host at all (HTTP/1.0): the service's name is the authority.
+    let mut c = TcpStream::connect(web).await.unwrap();
+    c.write_all(b"GET /ok HTTP/1.0\r\n\r\n").await.unwrap();
+    let out = closed_within(&mut c, Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+    s.still_serving().await;
+
     // 200 KiB in one header: refused by the edge itself (431) before
     // anything reaches the tunnel.
     let mut c = TcpStream::connect(web).await.unwrap();

@@ -15,6 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use ferry_transport::tunnel::headers::{FERRY_ERROR, FERRY_PROTOCOL};
 use ferry_transport::tunnel::{StreamError, TunnelError};
+use http::uri::{Authority, InvalidUri};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -115,15 +116,20 @@ fn addr_value(addr: SocketAddr) -> Option<HeaderValue> {
     HeaderValue::from_bytes(&buf[..len]).ok()
 }
 
-/// The authority the application addressed (Host header or URI).
-fn app_authority(req: &Request<Incoming>) -> Option<String> {
-    req.uri().authority().map(|a| a.to_string()).or_else(|| {
-        req.headers()
-            .get(http::header::HOST)?
-            .to_str()
-            .ok()
-            .map(str::to_string)
-    })
+/// The authority the application addressed (the URI's, else the Host
+/// header's, else the target's name), parsed once for the tunnel request.
+fn app_authority(req: &Request<Incoming>, target: &Target) -> Result<Authority, InvalidUri> {
+    if let Some(a) = req.uri().authority() {
+        return Ok(a.clone());
+    }
+    match req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    {
+        Some(host) => Authority::try_from(host),
+        None => Authority::try_from(target.name()),
+    }
 }
 
 /// Forwards one request; never fails (errors become responses).
@@ -190,7 +196,14 @@ async fn forward_inner(
             format!("no endpoints for {}", target.name()),
         ));
     }
-    let authority = app_authority(&req).unwrap_or_else(|| target.name());
+    let bad_target = |e: &dyn std::fmt::Display| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("bad request target: {e}"),
+        )
+    };
+    let authority = app_authority(&req, target).map_err(|e| bad_target(&e))?;
     let (parts, body) = req.into_parts();
     // A request with no body (most GETs) is finished inline, and says so,
     // so the far edge need not wait for the end of the stream.
@@ -203,7 +216,7 @@ async fn forward_inner(
     // Built from parts: the path is the application's, already parsed.
     let uri: Uri = Uri::builder()
         .scheme(http::uri::Scheme::HTTP)
-        .authority(authority.as_str())
+        .authority(authority.clone())
         .path_and_query(
             parts
                 .uri
@@ -212,13 +225,7 @@ async fn forward_inner(
                 .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
         )
         .build()
-        .map_err(|e| {
-            error_response(
-                StatusCode::BAD_REQUEST,
-                "malformed",
-                format!("bad request target: {e}"),
-            )
-        })?;
+        .map_err(|e| bad_target(&e))?;
     let mut headers: HeaderMap = parts.headers;
     strip_hop_by_hop(&mut headers);
     headers.remove(http::header::HOST);
@@ -249,7 +256,7 @@ async fn forward_inner(
         .sum::<usize>()
         + field(7, parts.method.as_str().len())
         + field(7, 4)
-        + field(10, authority.len())
+        + field(10, authority.as_str().len())
         + field(5, path.len())
         + field(FERRY_TARGET.len(), 64);
     if head_size > ctx.client.config().max_header_bytes as usize {

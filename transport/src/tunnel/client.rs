@@ -175,17 +175,21 @@ impl TunnelClient {
         }
     }
 
+    /// The pool's entry for `peer`, made if missing: a read lock and no
+    /// key copy when the peer is pooled already (every request).
+    fn pool_entry(&self, peer: &PeerKey) -> Arc<Entry> {
+        if let Some(e) = self.inner.pool.get(peer) {
+            return e.clone();
+        }
+        self.inner.pool.entry(peer.clone()).or_default().clone()
+    }
+
     async fn checkout(
         &self,
         peer: &PeerKey,
     ) -> Result<(PeerConnection, super::tracker::Reservation), TunnelError> {
         let limit = self.inner.cfg.max_concurrent_streams as usize;
-        // A read lock and no key copy when the peer is pooled already.
-        let pooled = self.inner.pool.get(peer).map(|e| e.clone());
-        let entry = match pooled {
-            Some(e) => e,
-            None => self.inner.pool.entry(peer.clone()).or_default().clone(),
-        };
+        let entry = self.pool_entry(peer);
         if let Some(x) = pick(&entry, limit) {
             return Ok(x);
         }
@@ -443,12 +447,7 @@ impl TunnelClient {
             .tls
             .metrics()
             .set_quic_broken_peers(self.inner.broken.len() as i64);
-        // A read lock and no key copy when the peer is pooled already.
-        let pooled = self.inner.pool.get(peer).map(|e| e.clone());
-        let entry = match pooled {
-            Some(e) => e,
-            None => self.inner.pool.entry(peer.clone()).or_default().clone(),
-        };
+        let entry = self.pool_entry(peer);
         entry.conns.lock().expect("pool lock").push(conn);
     }
 }

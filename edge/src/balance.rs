@@ -27,6 +27,9 @@ struct State {
     consecutive_failures: u32,
     ejections: u32,
     ejected_until: Option<Instant>,
+    /// When the endpoint was last set aside: a failure of a request sent
+    /// before then is the same outage, not one more failure.
+    ejected_at: Option<Instant>,
 }
 
 /// Load statistics of one endpoint.
@@ -45,6 +48,7 @@ impl EndpointStats {
                 consecutive_failures: 0,
                 ejections: 0,
                 ejected_until: None,
+                ejected_at: None,
             }),
             pending: Default::default(),
         }
@@ -61,10 +65,11 @@ impl EndpointStats {
         s.ejected_until.is_none_or(|t| now >= t)
     }
 
-    fn observe(&self, latency: Duration, ok: bool) {
+    /// Records the outcome of a request sent at `sent`.
+    fn observe(&self, sent: Instant, ok: bool) {
         let mut s = self.state.lock().expect("stats lock");
         let now = Instant::now();
-        let rtt = latency.as_nanos() as f64;
+        let rtt = now.saturating_duration_since(sent).as_nanos() as f64;
         if rtt > s.ewma_ns {
             // Peak: react to a slow endpoint at once.
             s.ewma_ns = rtt;
@@ -78,6 +83,11 @@ impl EndpointStats {
             s.consecutive_failures = 0;
             s.ejections = 0;
             s.ejected_until = None;
+        } else if s.ejected_at.is_some_and(|at| sent < at) {
+            // Requests already in flight when the endpoint was set aside
+            // fail together (a restart): counting each would double the
+            // back-off per request and keep a restarted endpoint out for
+            // seconds.
         } else {
             s.consecutive_failures += 1;
             if s.consecutive_failures >= FAILURES_TO_EJECT {
@@ -87,6 +97,7 @@ impl EndpointStats {
                 s.ejections += 1;
                 s.consecutive_failures = 0;
                 s.ejected_until = Some(now + backoff);
+                s.ejected_at = Some(now);
                 tracing::warn!(?backoff, "endpoint failing; set aside");
             }
         }
@@ -104,7 +115,7 @@ pub struct Lease {
 impl Lease {
     pub fn done(mut self, ok: bool) {
         self.reported = true;
-        self.stats.observe(self.start.elapsed(), ok);
+        self.stats.observe(self.start, ok);
     }
 }
 
@@ -202,6 +213,35 @@ impl Balancer {
 mod tests {
     use super::*;
 
+    /// The send time of a request that took `d`.
+    fn ago(d: Duration) -> Instant {
+        Instant::now().checked_sub(d).expect("the clock is past d")
+    }
+
+    #[test]
+    fn failures_of_requests_sent_before_a_set_aside_do_not_extend_it() {
+        let stats = EndpointStats::new();
+        let sent = ago(Duration::from_millis(5));
+        // A restart: twelve requests in flight fail together.
+        for _ in 0..FAILURES_TO_EJECT * 4 {
+            stats.observe(sent, false);
+        }
+        let until = stats.state.lock().unwrap().ejected_until.unwrap();
+        assert!(
+            until <= Instant::now() + EJECT_BASE,
+            "set aside once, for the base back-off"
+        );
+        // Requests sent after it count again: the back-off doubles.
+        for _ in 0..FAILURES_TO_EJECT {
+            stats.observe(Instant::now(), false);
+        }
+        let until = stats.state.lock().unwrap().ejected_until.unwrap();
+        assert!(
+            until > Instant::now() + EJECT_BASE,
+            "second set-aside doubles"
+        );
+    }
+
     fn ep(port: u16) -> Endpoint {
         Endpoint::local(
             format!("127.0.0.1:{port}").parse().unwrap(),
@@ -239,8 +279,10 @@ mod tests {
     fn prefers_the_faster_endpoint() {
         let b = Balancer::default();
         let eps = vec![ep(1), ep(2)];
-        b.stats(&eps[0]).observe(Duration::from_millis(50), true);
-        b.stats(&eps[1]).observe(Duration::from_micros(100), true);
+        b.stats(&eps[0])
+            .observe(ago(Duration::from_millis(50)), true);
+        b.stats(&eps[1])
+            .observe(ago(Duration::from_micros(100)), true);
         let mut fast = 0;
         for _ in 0..100 {
             let (e, lease) = b.pick(&eps).unwrap();
@@ -257,7 +299,8 @@ mod tests {
         let b = Balancer::default();
         let eps = vec![ep(1), ep(2)];
         for _ in 0..FAILURES_TO_EJECT {
-            b.stats(&eps[0]).observe(Duration::from_micros(10), false);
+            b.stats(&eps[0])
+                .observe(ago(Duration::from_micros(10)), false);
         }
         for _ in 0..50 {
             let (e, _l) = b.pick(&eps).unwrap();
@@ -272,7 +315,8 @@ mod tests {
         let b = Balancer::default();
         let eps = vec![ep(1)];
         for _ in 0..FAILURES_TO_EJECT {
-            b.stats(&eps[0]).observe(Duration::from_micros(10), false);
+            b.stats(&eps[0])
+                .observe(ago(Duration::from_micros(10)), false);
         }
         assert!(b.pick(&eps).is_some());
         assert!(b.pick(&[]).is_none());

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ferry_transport::identity::SpiffeId;
-use ferry_transport::tls::peer_id_from_chain;
+use ferry_transport::tls::current_peer_id;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -105,7 +105,19 @@ pub fn incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let id = peer_id_from_chain(stream.get_ref().1.peer_certificates());
+                        // No certificate is allowed (a workload asking for
+                        // its first one); one that does not hold now (a
+                        // resumed session that outlived it) is refused.
+                        let id = match stream.get_ref().1.peer_certificates() {
+                            None => None,
+                            Some(chain) => match current_peer_id(Some(chain)) {
+                                Ok(id) => Some(id),
+                                Err(r) => {
+                                    tracing::warn!(peer = %addr, reason = %r.reason, detail = %r.detail, "refused control client certificate");
+                                    return;
+                                }
+                            },
+                        };
                         let conn = TlsConn {
                             inner: stream,
                             info: PeerInfo { addr, id },

@@ -34,7 +34,12 @@ pub fn leaf_spiffe_id(cert: &CertificateDer<'_>) -> Result<SpiffeId, (RejectReas
             format!("unparsable certificate: {e}"),
         )
     })?;
-    let uris = uri_sans(&parsed).map_err(|e| (RejectReason::Malformed, e))?;
+    spiffe_id_of(&parsed)
+}
+
+/// [`leaf_spiffe_id`] of a certificate already parsed.
+pub fn spiffe_id_of(parsed: &X509Certificate<'_>) -> Result<SpiffeId, (RejectReason, String)> {
+    let uris = uri_sans(parsed).map_err(|e| (RejectReason::Malformed, e))?;
     match uris.as_slice() {
         [] => Err((RejectReason::NoUriSan, "certificate has no URI SAN".into())),
         [one] => SpiffeId::parse(one).map_err(|e| (RejectReason::BadSpiffeId, e.to_string())),

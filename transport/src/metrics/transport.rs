@@ -14,13 +14,14 @@
 //! | `ferry_transport_streams_total` | counter | `transport`, `side` |
 //! | `ferry_transport_open_streams` | gauge | `transport`, `side` |
 //! | `ferry_tls_rejections_total` | counter | `side`, `reason` |
+//! | `ferry_tls_resumptions_total` | counter | `result` |
 //! | `ferry_transport_quic_broken_peers` | gauge | — |
 //! | `ferry_transport_quic_rtt_replaced_total` | counter | — |
 //!
 //! plus the QUIC path statistics of [`super::quic_paths`].
 //!
-//! Every `handshakes_total` and `tls_rejections_total` label combination is
-//! created up front, so they are exposed at 0 before the first event.
+//! Every `handshakes_total`, `tls_rejections_total` and
+//! `tls_resumptions_total` label combination is created up front, so they are exposed at 0 before the first event.
 
 use std::fmt;
 
@@ -88,6 +89,52 @@ impl HandshakeResult {
             HandshakeResult::Rejected => "rejected",
         }
     }
+}
+
+/// What became of a session ticket a client offered (server side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResumptionResult {
+    /// The session was resumed (no certificates exchanged).
+    Resumed,
+    /// Not in the cache: issued by another process or before a restart,
+    /// already redeemed, or evicted.
+    Unknown,
+    /// Issued before this proxy's identity material (certificate or trust
+    /// bundles) was last replaced.
+    Stale,
+    /// Older than the maximum session age.
+    Expired,
+}
+
+impl ResumptionResult {
+    /// Every variant, in label order.
+    pub const ALL: [ResumptionResult; 4] = [
+        ResumptionResult::Resumed,
+        ResumptionResult::Unknown,
+        ResumptionResult::Stale,
+        ResumptionResult::Expired,
+    ];
+
+    /// The `result` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResumptionResult::Resumed => "resumed",
+            ResumptionResult::Unknown => "unknown",
+            ResumptionResult::Stale => "stale",
+            ResumptionResult::Expired => "expired",
+        }
+    }
+}
+
+impl EncodeLabelValue for ResumptionResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResumptionLabels {
+    result: ResumptionResult,
 }
 
 /// Why a connection went over HTTP/2 instead of QUIC.
@@ -214,6 +261,7 @@ pub struct TransportMetrics {
     streams: Family<ConnLabels, Counter>,
     open_streams: Family<ConnLabels, Gauge>,
     tls_rejections: Family<TlsRejectLabels, Counter>,
+    tls_resumptions: Family<ResumptionLabels, Counter>,
     quic_broken_peers: Gauge,
     quic_rtt_replaced: Counter,
     quic_paths: QuicPaths,
@@ -273,6 +321,7 @@ impl TransportMetrics {
             streams,
             open_streams,
             tls_rejections: Family::default(),
+            tls_resumptions: Family::default(),
             quic_broken_peers: Gauge::default(),
             quic_rtt_replaced: Counter::default(),
             quic_paths: QuicPaths::default(),
@@ -298,6 +347,13 @@ impl TransportMetrics {
                     reason: Reject(reason),
                 }));
             }
+        }
+        for result in ResumptionResult::ALL {
+            drop(
+                metrics
+                    .tls_resumptions
+                    .get_or_create(&ResumptionLabels { result }),
+            );
         }
         metrics
     }
@@ -338,6 +394,11 @@ impl TransportMetrics {
             "ferry_tls_rejections",
             "Peer certificates refused, by side and reason",
             self.tls_rejections.clone(),
+        );
+        registry.register(
+            "ferry_tls_resumptions",
+            "Session tickets offered by connecting peers, by what became of them",
+            self.tls_resumptions.clone(),
         );
         registry.register(
             "ferry_transport_quic_broken_peers",
@@ -423,6 +484,20 @@ impl TransportMetrics {
                 reason: Reject(reason),
             })
             .inc();
+    }
+
+    /// Counts one session ticket a peer offered.
+    pub fn resumption(&self, result: ResumptionResult) {
+        self.tls_resumptions
+            .get_or_create(&ResumptionLabels { result })
+            .inc();
+    }
+
+    /// How many offered tickets ended with `result` (tests, diagnostics).
+    pub fn resumption_count(&self, result: ResumptionResult) -> u64 {
+        self.tls_resumptions
+            .get_or_create(&ResumptionLabels { result })
+            .get()
     }
 
     /// Sets the number of peers to which QUIC is currently considered broken.

@@ -1,7 +1,8 @@
 //! Builds the rustls client and server configs, shared by QUIC (ALPN `h3`)
 //! and TLS/TCP (ALPN `h2`). TLS 1.3 only, mutual always; the certificate
 //! presented is read from the [`IdentityStore`] at every handshake, so
-//! rotation needs no rebuild.
+//! rotation needs no rebuild. Sessions resume (see [`super::sessions`]) until
+//! the identity material is next replaced.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ServerConfig, SignatureScheme};
 
+use super::sessions::ResumableSessions;
 use super::verify::{ClientIdentityVerifier, ServerIdentityVerifier, Trust};
 use crate::identity::TrustBundles;
 use crate::identity::{IdentityStore, SpiffeId};
@@ -42,22 +44,42 @@ impl ResolvesClientCert for CurrentCert {
     }
 }
 
+/// Tickets issued per full handshake (each redeems once; a client that
+/// reconnects twice before its next full handshake resumes both times).
+const TICKETS_PER_HANDSHAKE: usize = 2;
+
+/// Sessions a client config keeps (it is per expected identity, so this
+/// is per peer address of one identity).
+const CLIENT_SESSIONS: usize = 256;
+
+/// A client config and the identity store's generation it was built under.
+type GenerationConfig = (u64, Arc<ClientConfig>);
+
 /// The TLS configs of one proxy. Client configs are cached per expected peer
-/// identity and ALPN (each carries its own session-resumption cache).
+/// identity and ALPN, each with its own session cache, and rebuilt (their
+/// sessions dropped) once the identity material is replaced. Server configs
+/// share one session cache.
 #[derive(Debug)]
 pub struct TlsConfigs {
     store: Arc<IdentityStore>,
     metrics: TransportMetrics,
-    clients: DashMap<(SpiffeId, &'static [u8]), Arc<ClientConfig>>,
+    sessions: Arc<ResumableSessions>,
+    clients: DashMap<(SpiffeId, &'static [u8]), GenerationConfig>,
 }
 
 impl TlsConfigs {
     pub fn new(store: Arc<IdentityStore>, metrics: TransportMetrics) -> Arc<Self> {
         Arc::new(Self {
+            sessions: ResumableSessions::new(store.clone(), metrics.clone()),
             store,
             metrics,
             clients: DashMap::new(),
         })
+    }
+
+    /// The server side's session cache.
+    pub fn sessions(&self) -> &Arc<ResumableSessions> {
+        &self.sessions
     }
 
     pub fn store(&self) -> &Arc<IdentityStore> {
@@ -97,23 +119,29 @@ impl TlsConfigs {
             .with_client_cert_verifier(Arc::new(verifier))
             .with_cert_resolver(Arc::new(CurrentCert(self.store.clone())));
         cfg.alpn_protocols = vec![alpn.to_vec()];
+        // No early data: 0-RTT requests would need replaying when a ticket
+        // is refused (docs/wire.md).
         cfg.max_early_data_size = 0;
-        // No session resumption: a resumed TLS 1.3 session skips both
-        // verifiers and keeps the certificates of its first handshake, so a
-        // rotated, expired or no-longer-trusted identity would be accepted
-        // (and reported) for up to a day. Connections are pooled and
-        // long-lived; every handshake is a full one.
-        cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-        cfg.send_tls13_tickets = 0;
+        // Stateful, single-use sessions that end with any change of this
+        // proxy's identity material; the peer's stored chain is checked
+        // against the clock after the handshake (`current_peer_id`).
+        cfg.session_storage = self.sessions.clone();
+        cfg.send_tls13_tickets = TICKETS_PER_HANDSHAKE;
         Arc::new(cfg)
     }
 
     /// A client config that only accepts a server proving `expected`.
+    ///
+    /// Its sessions were all begun with a server that proved `expected`
+    /// under the trust bundles of this generation of the identity material.
     pub fn client(&self, expected: &SpiffeId, alpn: &'static [u8]) -> Arc<ClientConfig> {
-        let key = (expected.clone(), alpn);
-        if let Some(c) = self.clients.get(&key) {
-            return c.clone();
+        let generation = self.store.reload_count();
+        if let Some(c) = self.clients.get(&(expected.clone(), alpn)) {
+            if c.0 == generation {
+                return c.1.clone();
+            }
         }
+        let key = (expected.clone(), alpn);
         let verifier = ServerIdentityVerifier::new(
             Trust::Store(self.store.clone()),
             expected.clone(),
@@ -126,8 +154,9 @@ impl TlsConfigs {
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_client_cert_resolver(Arc::new(CurrentCert(self.store.clone())));
         cfg.alpn_protocols = vec![alpn.to_vec()];
+        cfg.resumption = rustls::client::Resumption::in_memory_sessions(CLIENT_SESSIONS);
         let cfg = Arc::new(cfg);
-        self.clients.insert(key, cfg.clone());
+        self.clients.insert(key, (generation, cfg.clone()));
         cfg
     }
 }
@@ -150,12 +179,4 @@ pub fn bootstrap_client(
         .with_no_client_auth();
     cfg.alpn_protocols = vec![alpn.to_vec()];
     Arc::new(cfg)
-}
-
-/// The SPIFFE ID of an authenticated peer, from its certificate chain.
-pub fn peer_id_from_chain(
-    chain: Option<&[rustls_pki_types::CertificateDer<'static>]>,
-) -> Option<SpiffeId> {
-    let leaf = chain?.first()?;
-    crate::identity::san::leaf_spiffe_id(leaf).ok()
 }

@@ -2,9 +2,12 @@
 //! SPIFFE identity checks on both sides.
 
 pub mod configs;
+pub mod peer;
 pub mod reject;
+pub mod sessions;
 pub mod verify;
 
-pub use configs::{bootstrap_client, peer_id_from_chain, TlsConfigs, ALPN_H2, ALPN_H3};
+pub use configs::{bootstrap_client, TlsConfigs, ALPN_H2, ALPN_H3};
+pub use peer::{check_chain_current, current_peer_id};
 pub use reject::RejectReason;
 pub use verify::Rejection;

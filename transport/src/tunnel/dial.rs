@@ -12,8 +12,8 @@ use super::error::TunnelError;
 use super::quic_endpoint;
 use super::tracker::ConnState;
 use crate::identity::SpiffeId;
-use crate::metrics::transport::{HandshakeResult, Side};
-use crate::tls::{TlsConfigs, ALPN_H2, ALPN_H3};
+use crate::metrics::transport::{HandshakeResult, Side, TransportMetrics};
+use crate::tls::{check_chain_current, TlsConfigs, ALPN_H2, ALPN_H3};
 use crate::TransportKind;
 
 /// Does this QUIC failure mean "UDP does not get through" (fall back to TCP)
@@ -66,6 +66,19 @@ pub(crate) async fn dial_quic(
             }));
         }
     };
+    let peer_chain: Vec<rustls_pki_types::CertificateDer<'static>> = conn
+        .peer_identity()
+        .and_then(|b| {
+            b.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .map(|b| *b)
+        .unwrap_or_default();
+    if let Err(e) = current_chain(&metrics, addr, &peer_chain) {
+        metrics.handshake(TransportKind::Quic, Side::Client, HandshakeResult::Rejected);
+        conn.close(quinn::VarInt::from_u32(0x100), b"peer certificate refused");
+        return Err(QuicFailure::Refused(e));
+    }
     let (mut driver, send) = h3::client::builder()
         .max_field_section_size(u64::from(cfg.max_header_bytes))
         .build::<_, _, Bytes>(h3_quinn::Connection::new(conn.clone()))
@@ -103,17 +116,27 @@ pub(crate) async fn dial_quic(
         addr,
         peer_id: id.clone(),
         metrics,
-        peer_chain: std::sync::Arc::new(
-            conn.peer_identity()
-                .and_then(|b| {
-                    b.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
-                        .ok()
-                })
-                .map(|b| *b)
-                .unwrap_or_default(),
-        ),
+        peer_chain: std::sync::Arc::new(peer_chain),
         quic: Some(conn),
     }))
+}
+
+/// Refuses a server whose chain does not hold now: a resumed session
+/// carries the chain of the handshake that began it, which may have
+/// expired since (after a full handshake this passes trivially).
+fn current_chain(
+    metrics: &TransportMetrics,
+    addr: SocketAddr,
+    chain: &[rustls_pki_types::CertificateDer<'static>],
+) -> Result<(), TunnelError> {
+    check_chain_current(chain).map_err(|r| {
+        tracing::warn!(%addr, reason = %r.reason, detail = %r.detail, "refused server certificate");
+        metrics.tls_rejected(Side::Client, r.reason);
+        TunnelError::Handshake {
+            addr,
+            detail: r.to_string(),
+        }
+    })
 }
 
 /// TLS alerts travel as QUIC CRYPTO_ERROR codes 0x100..=0x1ff.
@@ -194,6 +217,7 @@ where
             .peer_certificates()
             .map(|c| c.to_vec())
             .unwrap_or_default();
+        current_chain(&metrics, addr, &chain)?;
         let (send, conn) = h2::client::Builder::new()
             .initial_window_size(cfg.stream_window)
             .initial_connection_window_size(cfg.connection_window)

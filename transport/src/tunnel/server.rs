@@ -27,7 +27,7 @@ use super::stream_io::stream_io;
 use super::tracker::{Reservation, StreamTicket};
 use crate::identity::SpiffeId;
 use crate::metrics::transport::{HandshakeResult, Side, TransportMetrics};
-use crate::tls::{peer_id_from_chain, RejectReason, TlsConfigs, ALPN_H2, ALPN_H3};
+use crate::tls::{current_peer_id, RejectReason, TlsConfigs, ALPN_H2, ALPN_H3};
 use crate::TransportKind;
 
 /// What the server does with each accepted stream.
@@ -196,10 +196,13 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
         b.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
             .ok()
     });
-    let Some(id) = peer_id_from_chain(chain.as_deref().map(|v| v.as_slice())) else {
-        metrics.handshake(TransportKind::Quic, Side::Server, HandshakeResult::Rejected);
-        conn.close(quinn::VarInt::from_u32(0x100), b"no peer identity");
-        return;
+    let id = match current_peer_id(chain.as_deref().map(|v| v.as_slice())) {
+        Ok(id) => id,
+        Err(r) => {
+            refused_after_handshake(&metrics, TransportKind::Quic, remote, &r);
+            conn.close(quinn::VarInt::from_u32(0x100), b"peer identity refused");
+            return;
+        }
     };
     metrics.handshake(TransportKind::Quic, Side::Server, HandshakeResult::Ok);
     let _open = metrics.quic_connection_opened(&conn, Side::Server, &id);
@@ -315,6 +318,20 @@ fn handshake_failed(
     }
 }
 
+/// A handshake that completed with a peer whose chain does not hold now
+/// (a resumed session whose certificate has expired since): refused like a
+/// certificate the verifier turned down.
+fn refused_after_handshake(
+    metrics: &TransportMetrics,
+    kind: TransportKind,
+    remote: SocketAddr,
+    r: &crate::tls::Rejection,
+) {
+    tracing::warn!(%remote, reason = %r.reason, detail = %r.detail, "refused client certificate");
+    metrics.tls_rejected(Side::Server, r.reason);
+    metrics.handshake(kind, Side::Server, HandshakeResult::Rejected);
+}
+
 async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let (tcp, remote) = tokio::select! {
@@ -427,9 +444,12 @@ async fn serve_tls_conn<IO>(
         tracing::debug!(%remote, "TLS client did not negotiate ALPN h2; closing");
         return;
     }
-    let Some(id) = peer_id_from_chain(session.peer_certificates()) else {
-        metrics.handshake(TransportKind::H2, Side::Server, HandshakeResult::Rejected);
-        return;
+    let id = match current_peer_id(session.peer_certificates()) {
+        Ok(id) => id,
+        Err(r) => {
+            refused_after_handshake(&metrics, TransportKind::H2, remote, &r);
+            return;
+        }
     };
     metrics.handshake(TransportKind::H2, Side::Server, HandshakeResult::Ok);
     let _open = metrics.connection_opened(TransportKind::H2, Side::Server);

@@ -52,10 +52,12 @@ impl Pki {
     }
 
     pub fn material(&self, id: &str, extra: &[&Pki]) -> Material {
-        let leaf = self
-            .ca
-            .issue(&SpiffeId::parse(id).unwrap(), Duration::from_secs(3600))
-            .unwrap();
+        self.material_for(id, extra, Duration::from_secs(3600))
+    }
+
+    /// [`Pki::material`] with a leaf valid for `ttl`.
+    pub fn material_for(&self, id: &str, extra: &[&Pki], ttl: Duration) -> Material {
+        let leaf = self.ca.issue(&SpiffeId::parse(id).unwrap(), ttl).unwrap();
         let mut bundles = TrustBundles::default();
         bundles.add_pem(leaf.bundle_pem.as_bytes(), "test").unwrap();
         for p in extra {

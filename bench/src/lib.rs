@@ -5,6 +5,7 @@
 //! Markdown table and SVG charts. The binary (`src/main.rs`) only parses
 //! arguments and calls [`run::run`].
 
+pub mod admin;
 pub mod app;
 pub mod fd_limit;
 pub mod histogram;

@@ -90,6 +90,10 @@ fn tunnel_config(cfg: &EdgeConfig) -> TunnelConfig {
             .tunnel
             .max_concurrent_streams
             .unwrap_or(TunnelConfig::default().max_concurrent_streams),
+        pool_idle_timeout: cfg
+            .tunnel
+            .pool_idle_timeout
+            .unwrap_or(TunnelConfig::default().pool_idle_timeout),
         ..TunnelConfig::default()
     }
 }

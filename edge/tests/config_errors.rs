@@ -5,6 +5,7 @@
 //! of tables, not at the first line that happens to use the same key.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ferry_edge::config::EdgeConfig;
 use ferry_edge::discovery::mesh_file;
@@ -281,6 +282,21 @@ fn tunnel_stream_limit_out_of_range_is_refused() {
     );
     let cfg = EdgeConfig::load(&p).unwrap();
     assert_eq!(cfg.tunnel.max_concurrent_streams, Some(64));
+}
+
+#[test]
+fn tunnel_pool_idle_timeout_out_of_range_is_refused() {
+    let (err, path) = edge_error(&with_tunnel_line("pool_idle_timeout = \"100ms\""));
+    assert_names(&err, &path, 6, "tunnel.pool_idle_timeout");
+    assert!(err.contains("100ms is out of range: 1s to 24h"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "edge.toml",
+        &with_tunnel_line("pool_idle_timeout = \"2s\""),
+    );
+    let cfg = EdgeConfig::load(&p).unwrap();
+    assert_eq!(cfg.tunnel.pool_idle_timeout, Some(Duration::from_secs(2)));
 }
 
 #[test]

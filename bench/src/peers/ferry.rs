@@ -24,6 +24,7 @@ fn edge_config(
     mesh: &std::path::Path,
     transport: &str,
     listeners: &[&str],
+    tunnel_extra: &str,
 ) -> String {
     let d = match sa {
         "client" => &ctx.ferry_pki.client_dir,
@@ -32,7 +33,7 @@ fn edge_config(
     let mut t = format!(
         "name = \"bench-{sa}\"\nshutdown_grace = \"1s\"\n\
          [identity]\ncert = \"{d}/cert.pem\"\nkey = \"{d}/key.pem\"\nbundles = [\"{d}/bundle.pem\"]\n\
-         [tunnel]\nlisten = \"{tunnel}\"\nforce_transport = \"{transport}\"\nmax_udp_payload = {mtu}\n{extra}\
+         [tunnel]\nlisten = \"{tunnel}\"\nforce_transport = \"{transport}\"\nmax_udp_payload = {mtu}\n{tunnel_extra}{extra}\
          [admin]\nlisten = \"127.0.0.1:0\"\n\
          [discovery]\nmesh_file = \"{mesh}\"\n",
         d = d.display(),
@@ -81,10 +82,12 @@ fn addr(v: &serde_json::Value, what: &str) -> Result<SocketAddr> {
 }
 
 /// The server-side edge (and the mesh file naming it): reusable by the
-/// handshake scenario, which restarts only the client side.
+/// scenarios that start several client sides against it.
 pub struct ServerEdge {
     pub proc: Proc,
     pub mesh: std::path::PathBuf,
+    /// Its admin port (in the server side's namespace).
+    pub admin: SocketAddr,
 }
 
 /// `web_protocol` is the HTTP service's declared protocol in the mesh file.
@@ -93,10 +96,11 @@ pub fn start_server(ctx: &Ctx, transport: &str, web_protocol: &str) -> Result<Se
     let listen = SocketAddr::new(ctx.topo.server.ip, 0);
     let cfg = ctx.file(
         "server.toml",
-        &edge_config(ctx, "server", listen, &empty, transport, &[]),
+        &edge_config(ctx, "server", listen, &empty, transport, &[], ""),
     )?;
     let (proc, ready) = start_edge(ctx, &ctx.topo.server, "ferry edge (server side)", &cfg)?;
     let tunnel = addr(&ready["tunnel"], "tunnel")?;
+    let admin = addr(&ready["admin"], "admin")?;
     let id = ferry_id("server");
     let ip = ctx.topo.server.ip;
     let mut mesh = String::new();
@@ -110,7 +114,7 @@ pub fn start_server(ctx: &Ctx, transport: &str, web_protocol: &str) -> Result<Se
         );
     }
     let mesh = ctx.file("mesh.toml", &mesh)?;
-    Ok(ServerEdge { proc, mesh })
+    Ok(ServerEdge { proc, mesh, admin })
 }
 
 /// Starts the client-side edge; returns it with its HTTP and sink entries.
@@ -119,16 +123,27 @@ pub fn start_client(
     server: &ServerEdge,
     transport: &str,
 ) -> Result<(Proc, SocketAddr, SocketAddr)> {
-    start_client_numbered(ctx, server, transport, None)
+    start_client_numbered(ctx, server, transport, None, "")
+}
+
+/// [`start_client`] with more `[tunnel]` settings (TOML lines).
+pub fn start_client_with(
+    ctx: &Ctx,
+    server: &ServerEdge,
+    transport: &str,
+    tunnel_extra: &str,
+) -> Result<(Proc, SocketAddr, SocketAddr)> {
+    start_client_numbered(ctx, server, transport, None, tunnel_extra)
 }
 
 /// [`start_client`] for one of several client-side edges: `n` numbers its
-/// config file and log.
+/// config file and log; `tunnel_extra` adds `[tunnel]` settings.
 pub fn start_client_numbered(
     ctx: &Ctx,
     server: &ServerEdge,
     transport: &str,
     n: Option<usize>,
+    tunnel_extra: &str,
 ) -> Result<(Proc, SocketAddr, SocketAddr)> {
     let suffix = n.map(|n| format!("-{n}")).unwrap_or_default();
     let web = format!("web.default:{}", ctx.app.http_port);
@@ -143,6 +158,7 @@ pub fn start_client_numbered(
             &server.mesh,
             transport,
             &[&web, &sink],
+            tunnel_extra,
         ),
     )?;
     let (proc, ready) = start_edge(

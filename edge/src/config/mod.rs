@@ -9,7 +9,9 @@ pub use types::*;
 
 use std::path::{Path, PathBuf};
 
-use ferry_transport::tunnel::{check_concurrent_streams, check_udp_payload};
+use ferry_transport::tunnel::{
+    check_concurrent_streams, check_pool_idle_timeout, check_udp_payload,
+};
 
 pub use ferry_control::config_file::{
     line_of, line_of_array_key, line_of_key, load_toml, parse_toml, ConfigError, SpiffeIdValue,
@@ -84,6 +86,10 @@ impl EdgeConfig {
             check_concurrent_streams(n).map_err(|m| {
                 invalid("tunnel.max_concurrent_streams", "max_concurrent_streams", m)
             })?;
+        }
+        if let Some(t) = self.tunnel.pool_idle_timeout {
+            check_pool_idle_timeout(t)
+                .map_err(|m| invalid("tunnel.pool_idle_timeout", "pool_idle_timeout", m))?;
         }
         check_udp_payload(self.tunnel.max_udp_payload)
             .map_err(|m| invalid("tunnel.max_udp_payload", "max_udp_payload", m))?;

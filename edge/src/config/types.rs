@@ -84,6 +84,12 @@ pub struct TunnelSection {
     /// default, 256).
     #[serde(default)]
     pub max_concurrent_streams: Option<u32>,
+    /// How long a tunnel connection with no streams stays in the pool
+    /// before it is closed (1 s to 24 h; unset: 90 s). A closed connection
+    /// costs the next stream a handshake (resumed when the peer still
+    /// holds the session).
+    #[serde(default, with = "humantime_serde")]
+    pub pool_idle_timeout: Option<Duration>,
 }
 
 /// A QUIC congestion controller, as the configuration names it.
@@ -114,6 +120,7 @@ impl Default for TunnelSection {
             max_udp_payload: default_udp_payload(),
             congestion: None,
             max_concurrent_streams: None,
+            pool_idle_timeout: None,
         }
     }
 }

@@ -46,6 +46,19 @@ pub fn check_concurrent_streams(n: u32) -> Result<(), String> {
     within(n, CONCURRENT_STREAMS_RANGE, "streams per connection")
 }
 
+/// The values `pool_idle_timeout` may take: the pool looks once a second,
+/// and a day without a stream is no longer a pooled connection.
+pub const POOL_IDLE_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(24 * 3600);
+
+/// Why `t` cannot be `pool_idle_timeout`, for a configuration error.
+pub fn check_pool_idle_timeout(t: Duration) -> Result<(), String> {
+    if POOL_IDLE_RANGE.contains(&t) {
+        return Ok(());
+    }
+    Err(format!("{t:?} is out of range: 1s to 24h"))
+}
+
 /// Why `n` cannot be `max_udp_payload`, for a configuration error.
 pub fn check_udp_payload(n: u16) -> Result<(), String> {
     within(
@@ -178,6 +191,17 @@ mod tests {
         let d = TunnelConfig::default();
         assert_eq!(check_concurrent_streams(d.max_concurrent_streams), Ok(()));
         assert_eq!(check_udp_payload(d.max_udp_payload), Ok(()));
+        assert_eq!(check_pool_idle_timeout(d.pool_idle_timeout), Ok(()));
+    }
+
+    #[test]
+    fn pool_idle_timeouts_outside_a_second_to_a_day_are_named() {
+        assert_eq!(
+            check_pool_idle_timeout(Duration::from_millis(500)),
+            Err("500ms is out of range: 1s to 24h".into())
+        );
+        assert!(check_pool_idle_timeout(Duration::from_secs(86401)).is_err());
+        assert_eq!(check_pool_idle_timeout(Duration::from_secs(1)), Ok(()));
     }
 
     #[test]

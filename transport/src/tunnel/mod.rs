@@ -24,7 +24,9 @@ pub mod tracker;
 
 pub use body::{RecvBody, SendBody};
 pub use client::{PeerKey, TunnelClient, Via};
-pub use config::{check_concurrent_streams, check_udp_payload, Congestion, TunnelConfig};
+pub use config::{
+    check_concurrent_streams, check_pool_idle_timeout, check_udp_payload, Congestion, TunnelConfig,
+};
 pub use connection::{OpenedStream, PeerConnection, ResponseFuture};
 pub use error::{StreamError, TunnelError};
 pub use incoming::{IncomingStream, PeerInfo, Responder};

@@ -7,7 +7,7 @@
 //!   next application connection (one TLS connection per application
 //!   connection, the client side resumes its cached session). Ferry keeps
 //!   one pooled tunnel per peer: its client-side edge runs with
-//!   `tunnel.pool_idle_timeout = "1s"`, so the tunnel connection closes
+//!   `tunnel.pool_idle_timeout = "200ms"`, so the tunnel connection closes
 //!   once the first request is done, and the next request dials a new one,
 //!   resuming the TLS session. The server edge's
 //!   `ferry_tls_resumptions_total{result="resumed"}` tells whether it did;
@@ -47,10 +47,10 @@ fn median(mut v: Vec<Duration>) -> Option<Duration> {
 }
 
 /// How long the client-side edge keeps an idle tunnel connection here.
-const POOL_IDLE: &str = "1s";
+const POOL_IDLE: &str = "200ms";
 /// Long enough for that connection to be closed: idle for `POOL_IDLE`, and
-/// the pool looks once a second.
-const POOL_GONE: Duration = Duration::from_millis(2300);
+/// the pool looks every half of it.
+const POOL_GONE: Duration = Duration::from_millis(600);
 
 const RESUMED_SERIES: &str = "ferry_tls_resumptions_total{result=\"resumed\"}";
 

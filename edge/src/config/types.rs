@@ -85,7 +85,7 @@ pub struct TunnelSection {
     #[serde(default)]
     pub max_concurrent_streams: Option<u32>,
     /// How long a tunnel connection with no streams stays in the pool
-    /// before it is closed (1 s to 24 h; unset: 90 s). A closed connection
+    /// before it is closed (100 ms to 24 h; unset: 90 s). A closed connection
     /// costs the next stream a handshake (resumed when the peer still
     /// holds the session).
     #[serde(default, with = "humantime_serde")]

@@ -481,11 +481,22 @@ fn clone_request(req: &http::Request<()>) -> http::Request<()> {
     b.body(()).expect("parts of a valid request")
 }
 
+/// How often the pool looks for idle connections: once a second, or twice
+/// per idle timeout when that is shorter, so a connection outlives its
+/// timeout by at most half of it.
+fn evict_interval(idle: Duration) -> Duration {
+    (idle / 2).clamp(Duration::from_millis(50), Duration::from_secs(1))
+}
+
 /// Closes connections that are dead or idle past the pool idle timeout; a
 /// QUIC connection that is idle while TLS/TCP ones coexist is kept, since
 /// new streams prefer it.
 async fn evict_loop(inner: std::sync::Weak<Inner>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let every = match inner.upgrade() {
+        Some(i) => evict_interval(i.cfg.pool_idle_timeout),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
@@ -516,5 +527,30 @@ async fn evict_loop(inner: std::sync::Weak<Inner>) {
             // removing one would orphan the connection being dialed.
             !conns.is_empty() || std::sync::Arc::strong_count(entry) > 1
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_looks_twice_per_short_idle_timeout_and_once_a_second_otherwise() {
+        assert_eq!(
+            evict_interval(Duration::from_secs(90)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            evict_interval(Duration::from_secs(2)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            evict_interval(Duration::from_millis(200)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            evict_interval(Duration::from_millis(100)),
+            Duration::from_millis(50)
+        );
     }
 }

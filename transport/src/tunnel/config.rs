@@ -46,17 +46,18 @@ pub fn check_concurrent_streams(n: u32) -> Result<(), String> {
     within(n, CONCURRENT_STREAMS_RANGE, "streams per connection")
 }
 
-/// The values `pool_idle_timeout` may take: the pool looks once a second,
-/// and a day without a stream is no longer a pooled connection.
+/// The values `pool_idle_timeout` may take: down to what the pool can
+/// still look at twice (it looks every half timeout, at most every 50 ms),
+/// and up to a day (past that it is no longer a pooled connection).
 pub const POOL_IDLE_RANGE: std::ops::RangeInclusive<Duration> =
-    Duration::from_secs(1)..=Duration::from_secs(24 * 3600);
+    Duration::from_millis(100)..=Duration::from_secs(24 * 3600);
 
 /// Why `t` cannot be `pool_idle_timeout`, for a configuration error.
 pub fn check_pool_idle_timeout(t: Duration) -> Result<(), String> {
     if POOL_IDLE_RANGE.contains(&t) {
         return Ok(());
     }
-    Err(format!("{t:?} is out of range: 1s to 24h"))
+    Err(format!("{t:?} is out of range: 100ms to 24h"))
 }
 
 /// Why `n` cannot be `max_udp_payload`, for a configuration error.
@@ -195,13 +196,13 @@ mod tests {
     }
 
     #[test]
-    fn pool_idle_timeouts_outside_a_second_to_a_day_are_named() {
+    fn pool_idle_timeouts_outside_100ms_to_a_day_are_named() {
         assert_eq!(
-            check_pool_idle_timeout(Duration::from_millis(500)),
-            Err("500ms is out of range: 1s to 24h".into())
+            check_pool_idle_timeout(Duration::from_millis(50)),
+            Err("50ms is out of range: 100ms to 24h".into())
         );
         assert!(check_pool_idle_timeout(Duration::from_secs(86401)).is_err());
-        assert_eq!(check_pool_idle_timeout(Duration::from_secs(1)), Ok(()));
+        assert_eq!(check_pool_idle_timeout(Duration::from_millis(100)), Ok(()));
     }
 
     #[test]

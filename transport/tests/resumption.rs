@@ -164,7 +164,16 @@ async fn expired_client_is_refused_on_resumption(kind: TransportKind) {
     tokio::time::sleep(Duration::from_millis(3200)).await;
     let r = s.reconnect().await;
     assert!(r.is_err(), "{kind:?}: an expired client got through: {r:?}");
-    assert_eq!(s.resumed(), 1, "{kind:?}: the ticket was redeemed");
+    // The client may try a second new connection (with its second
+    // ticket): over TLS/TCP its side of a resumed handshake and the HTTP/2
+    // preface complete before the server's refusal arrives, and a stream
+    // refused because its connection closed is retried once. Either way
+    // every redeemed ticket ends in a refusal.
+    let resumed = s.resumed();
+    assert!(
+        (1..=2).contains(&resumed),
+        "{kind:?}: {resumed} tickets redeemed"
+    );
     let refused = metric(
         &s.registry,
         &format!(
@@ -172,7 +181,7 @@ async fn expired_client_is_refused_on_resumption(kind: TransportKind) {
             RejectReason::Expired
         ),
     );
-    assert_eq!(refused, 1, "{kind:?}");
+    assert_eq!(refused, resumed, "{kind:?}: each resumption refused");
     assert_eq!(
         s.seen.ids().len(),
         1,

@@ -94,6 +94,7 @@ fn tunnel_config(cfg: &EdgeConfig) -> TunnelConfig {
             .tunnel
             .pool_idle_timeout
             .unwrap_or(TunnelConfig::default().pool_idle_timeout),
+        early_data: cfg.tunnel.early_data,
         ..TunnelConfig::default()
     }
 }

@@ -305,3 +305,22 @@ fn tunnel_udp_payload_out_of_range_is_refused() {
     assert_names(&err, &path, 6, "tunnel.max_udp_payload");
     assert!(err.contains("1000 is out of range: 1200 to 65527"), "{err}");
 }
+
+#[test]
+fn tunnel_early_data_is_on_unless_turned_off_and_must_be_a_bool() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "on.toml",
+        &with_tunnel_line("max_udp_payload = 1452"),
+    );
+    assert!(EdgeConfig::load(&p).unwrap().tunnel.early_data);
+    let p = write(
+        dir.path(),
+        "off.toml",
+        &with_tunnel_line("early_data = false"),
+    );
+    assert!(!EdgeConfig::load(&p).unwrap().tunnel.early_data);
+    let (err, path) = edge_error(&with_tunnel_line("early_data = \"yes\""));
+    assert_names(&err, &path, 6, "early_data");
+}

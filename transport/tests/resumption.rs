@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_transport::identity::IdentityStore;
-use ferry_transport::metrics::ResumptionResult;
+use ferry_transport::metrics::{EarlyDataResult, ResumptionResult};
 use ferry_transport::tls::{RejectReason, TlsConfigs};
 use ferry_transport::tunnel::{PeerKey, TunnelClient, TunnelConfig, TunnelServer};
 use ferry_transport::TransportKind;
@@ -27,6 +27,7 @@ struct Setup {
     _server: TunnelServer,
     seen: Seen,
     client_store: Arc<IdentityStore>,
+    client_tls: Arc<TlsConfigs>,
     client: TunnelClient,
     peer: PeerKey,
     echo: std::net::SocketAddr,
@@ -43,7 +44,8 @@ async fn setup(kind: TransportKind, client_leaf_ttl: Duration) -> Setup {
     };
     let (server, seen) = connect_server(server_tls.clone(), cfg.clone()).await;
     let client_store = IdentityStore::new(pki.material_for(CLIENT_ID, &[], client_leaf_ttl));
-    let client = TunnelClient::new(tls(client_store.clone()), cfg).unwrap();
+    let client_tls = tls(client_store.clone());
+    let client = TunnelClient::new(client_tls.clone(), cfg).unwrap();
     let peer = PeerKey::new(server.local_addr(), id(SERVER_ID));
     Setup {
         pki,
@@ -53,6 +55,7 @@ async fn setup(kind: TransportKind, client_leaf_ttl: Duration) -> Setup {
         _server: server,
         seen,
         client_store,
+        client_tls,
         client,
         peer,
         echo: echo_server().await,
@@ -97,6 +100,12 @@ async fn reconnects_resume(kind: TransportKind) {
         "ferry_tls_resumptions_total{result=\"resumed\"}",
     );
     assert_eq!(exposed, 3);
+    // Over QUIC each reconnect's request went in 0-RTT data, taken.
+    let early = s
+        .client_tls
+        .metrics()
+        .early_data_count(EarlyDataResult::Accepted);
+    assert_eq!(early, if kind == TransportKind::Quic { 3 } else { 0 });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +120,9 @@ async fn reconnects_resume_over_tls_tcp() {
 
 /// The server's identity material is replaced (rotation, or new trust
 /// bundles): tickets issued before are refused, the reconnect is a full
-/// handshake, and the one after it resumes again.
+/// handshake, and the one after it resumes again. Over QUIC the reconnect
+/// first went in 0-RTT data: refused with its ticket, the stream is sent
+/// again on a new connection, which offers the client's second old ticket.
 async fn server_rotation_ends_sessions(kind: TransportKind) {
     let s = setup(kind, Duration::from_secs(3600)).await;
     echo_once(&s.client, &s.peer, s.echo, b"first")
@@ -119,8 +130,18 @@ async fn server_rotation_ends_sessions(kind: TransportKind) {
         .unwrap();
     s.server_store.set(s.pki.material(SERVER_ID, &[]));
     assert_eq!(s.reconnect().await, Ok(kind));
-    assert_eq!(s.count(ResumptionResult::Stale), 1);
+    let (stale, refused_early) = match kind {
+        TransportKind::Quic => (2, 1),
+        TransportKind::H2 => (1, 0),
+    };
+    assert_eq!(s.count(ResumptionResult::Stale), stale);
     assert_eq!(s.resumed(), 0);
+    let client_metrics = s.client_tls.metrics();
+    assert_eq!(
+        client_metrics.early_data_count(EarlyDataResult::Refused),
+        refused_early
+    );
+    assert_eq!(client_metrics.early_replay_count(), refused_early);
     assert_eq!(s.reconnect().await, Ok(kind));
     assert_eq!(s.resumed(), 1);
 }

@@ -90,6 +90,11 @@ pub struct TunnelSection {
     /// holds the session).
     #[serde(default, with = "humantime_serde")]
     pub pool_idle_timeout: Option<Duration>,
+    /// Whether a new QUIC connection to a peer that issued this edge a
+    /// session ticket carries its first requests in 0-RTT data (on by
+    /// default; this edge always accepts 0-RTT data from its peers).
+    #[serde(default = "default_early_data")]
+    pub early_data: bool,
 }
 
 /// A QUIC congestion controller, as the configuration names it.
@@ -110,6 +115,9 @@ fn default_head_start() -> Duration {
 fn default_udp_payload() -> u16 {
     1452
 }
+fn default_early_data() -> bool {
+    true
+}
 
 impl Default for TunnelSection {
     fn default() -> Self {
@@ -121,6 +129,7 @@ impl Default for TunnelSection {
             congestion: None,
             max_concurrent_streams: None,
             pool_idle_timeout: None,
+            early_data: default_early_data(),
         }
     }
 }

@@ -18,8 +18,8 @@ use prometheus_client::registry::Registry;
 
 pub use histogram::{bucket_index, latency_buckets, new_latency_histogram, MAX_RELATIVE_ERROR};
 pub use transport::{
-    ConnectionGuard, FallbackReason, HandshakeResult, ResumptionResult, Side, StreamGuard,
-    TransportMetrics,
+    ConnectionGuard, EarlyDataResult, FallbackReason, HandshakeResult, ResumptionResult, Side,
+    StreamGuard, TransportMetrics,
 };
 
 /// Renders `registry` in the OpenMetrics text format, ending with `# EOF`.

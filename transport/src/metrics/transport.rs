@@ -15,13 +15,16 @@
 //! | `ferry_transport_open_streams` | gauge | `transport`, `side` |
 //! | `ferry_tls_rejections_total` | counter | `side`, `reason` |
 //! | `ferry_tls_resumptions_total` | counter | `result` |
+//! | `ferry_quic_early_data_total` | counter | `result` |
+//! | `ferry_quic_early_data_resends_total` | counter | — |
 //! | `ferry_transport_quic_broken_peers` | gauge | — |
 //! | `ferry_transport_quic_rtt_replaced_total` | counter | — |
 //!
 //! plus the QUIC path statistics of [`super::quic_paths`].
 //!
-//! Every `handshakes_total`, `tls_rejections_total` and
-//! `tls_resumptions_total` label combination is created up front, so they are exposed at 0 before the first event.
+//! Every `handshakes_total`, `tls_rejections_total`,
+//! `tls_resumptions_total` and `quic_early_data_total` label combination
+//! is created up front, so they are exposed at 0 before the first event.
 
 use std::fmt;
 
@@ -135,6 +138,47 @@ impl EncodeLabelValue for ResumptionResult {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResumptionLabels {
     result: ResumptionResult,
+}
+
+/// What became of a QUIC connection dialed with 0-RTT data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EarlyDataResult {
+    /// The peer processed the early data.
+    Accepted,
+    /// The handshake completed without it (the peer's ticket was unknown
+    /// or stale): its streams were sent again on a new connection.
+    Refused,
+    /// The connection failed or timed out before completing its handshake.
+    Failed,
+}
+
+impl EarlyDataResult {
+    /// Every variant, in label order.
+    pub const ALL: [EarlyDataResult; 3] = [
+        EarlyDataResult::Accepted,
+        EarlyDataResult::Refused,
+        EarlyDataResult::Failed,
+    ];
+
+    /// The `result` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EarlyDataResult::Accepted => "accepted",
+            EarlyDataResult::Refused => "refused",
+            EarlyDataResult::Failed => "failed",
+        }
+    }
+}
+
+impl EncodeLabelValue for EarlyDataResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EarlyDataLabels {
+    result: EarlyDataResult,
 }
 
 /// Why a connection went over HTTP/2 instead of QUIC.
@@ -262,6 +306,8 @@ pub struct TransportMetrics {
     open_streams: Family<ConnLabels, Gauge>,
     tls_rejections: Family<TlsRejectLabels, Counter>,
     tls_resumptions: Family<ResumptionLabels, Counter>,
+    quic_early_data: Family<EarlyDataLabels, Counter>,
+    quic_early_resends: Counter,
     quic_broken_peers: Gauge,
     quic_rtt_replaced: Counter,
     quic_paths: QuicPaths,
@@ -322,6 +368,8 @@ impl TransportMetrics {
             open_streams,
             tls_rejections: Family::default(),
             tls_resumptions: Family::default(),
+            quic_early_data: Family::default(),
+            quic_early_resends: Counter::default(),
             quic_broken_peers: Gauge::default(),
             quic_rtt_replaced: Counter::default(),
             quic_paths: QuicPaths::default(),
@@ -353,6 +401,13 @@ impl TransportMetrics {
                 metrics
                     .tls_resumptions
                     .get_or_create(&ResumptionLabels { result }),
+            );
+        }
+        for result in EarlyDataResult::ALL {
+            drop(
+                metrics
+                    .quic_early_data
+                    .get_or_create(&EarlyDataLabels { result }),
             );
         }
         metrics
@@ -399,6 +454,16 @@ impl TransportMetrics {
             "ferry_tls_resumptions",
             "Session tickets offered by connecting peers, by what became of them",
             self.tls_resumptions.clone(),
+        );
+        registry.register(
+            "ferry_quic_early_data",
+            "QUIC connections dialed with requests in 0-RTT data, by what the peer made of it",
+            self.quic_early_data.clone(),
+        );
+        registry.register(
+            "ferry_quic_early_data_resends",
+            "Streams sent again on a new connection because the peer refused the 0-RTT data that carried them",
+            self.quic_early_resends.clone(),
         );
         registry.register(
             "ferry_transport_quic_broken_peers",
@@ -498,6 +563,30 @@ impl TransportMetrics {
         self.tls_resumptions
             .get_or_create(&ResumptionLabels { result })
             .get()
+    }
+
+    /// Counts one QUIC connection dialed with 0-RTT data, by outcome.
+    pub fn early_data(&self, result: EarlyDataResult) {
+        self.quic_early_data
+            .get_or_create(&EarlyDataLabels { result })
+            .inc();
+    }
+
+    /// How many 0-RTT dials ended with `result` (tests, diagnostics).
+    pub fn early_data_count(&self, result: EarlyDataResult) -> u64 {
+        self.quic_early_data
+            .get_or_create(&EarlyDataLabels { result })
+            .get()
+    }
+
+    /// Counts one stream sent again after its early data was refused.
+    pub fn early_replay(&self) {
+        self.quic_early_resends.inc();
+    }
+
+    /// Streams sent again after refused early data (tests, diagnostics).
+    pub fn early_replay_count(&self) -> u64 {
+        self.quic_early_resends.get()
     }
 
     /// Sets the number of peers to which QUIC is currently considered broken.

@@ -2,7 +2,8 @@
 //! and TLS/TCP (ALPN `h2`). TLS 1.3 only, mutual always; the certificate
 //! presented is read from the [`IdentityStore`] at every handshake, so
 //! rotation needs no rebuild. Sessions resume (see [`super::sessions`]) until
-//! the identity material is next replaced.
+//! the identity material is next replaced; over QUIC a resumed session may
+//! carry 0-RTT data (`crate::tunnel::early_data`).
 
 use std::sync::Arc;
 
@@ -119,9 +120,15 @@ impl TlsConfigs {
             .with_client_cert_verifier(Arc::new(verifier))
             .with_cert_resolver(Arc::new(CurrentCert(self.store.clone())));
         cfg.alpn_protocols = vec![alpn.to_vec()];
-        // No early data: 0-RTT requests would need replaying when a ticket
-        // is refused (docs/wire.md).
-        cfg.max_early_data_size = 0;
+        // QUIC takes 0-RTT data (QUIC allows only "none" or "unbounded";
+        // quinn's flow control bounds it): with stateful single-use
+        // tickets rustls accepts early data once per ticket, so a replay
+        // is refused. TLS over TCP takes none (its early data would reach
+        // the HTTP/2 layer unauthenticated by a Finished).
+        cfg.max_early_data_size = match alpn {
+            ALPN_H3 => u32::MAX,
+            _ => 0,
+        };
         // Stateful, single-use sessions that end with any change of this
         // proxy's identity material; the peer's stored chain is checked
         // against the clock after the handshake (`current_peer_id`).
@@ -155,6 +162,9 @@ impl TlsConfigs {
             .with_client_cert_resolver(Arc::new(CurrentCert(self.store.clone())));
         cfg.alpn_protocols = vec![alpn.to_vec()];
         cfg.resumption = rustls::client::Resumption::in_memory_sessions(CLIENT_SESSIONS);
+        // Only QUIC sends early data, and only when the dial asks for it
+        // (`TunnelConfig::early_data`).
+        cfg.enable_early_data = alpn == ALPN_H3;
         let cfg = Arc::new(cfg);
         self.clients.insert(key, (generation, cfg.clone()));
         cfg

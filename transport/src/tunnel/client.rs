@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::broken::{BrokenQuic, QuicStatus};
 use super::config::TunnelConfig;
-use super::connection::{OpenedStream, PeerConnection};
+use super::connection::{OpenedStream, PeerConnection, ResponseFuture};
 use super::dial::{dial_h2, dial_quic, establish_h2, QuicFailure};
+use super::early_data::{EarlyStream, Reopen};
 use super::error::TunnelError;
 use super::headers;
 use super::liveness::Retire;
@@ -78,6 +79,20 @@ struct Inner {
     shutdown: CancellationToken,
 }
 
+impl Inner {
+    async fn dial_quic(&self, peer: &PeerKey, early: bool) -> Result<PeerConnection, QuicFailure> {
+        dial_quic(
+            &self.endpoint,
+            &self.tls,
+            &self.cfg,
+            peer.addr,
+            &peer.id,
+            early,
+        )
+        .await
+    }
+}
+
 /// Opens tunnel streams to peer proxies. Cheap to clone.
 #[derive(Clone)]
 pub struct TunnelClient {
@@ -114,14 +129,26 @@ impl TunnelClient {
         peer: &PeerKey,
         req: &http::Request<()>,
     ) -> Result<OpenedStream, TunnelError> {
+        self.open_with(peer, req, self.inner.cfg.early_data).await
+    }
+
+    /// [`Self::open`]; a new QUIC connection it dials carries the request
+    /// in 0-RTT data only with `early` (a stream sent again after refused
+    /// early data goes on a connection dialed without).
+    async fn open_with(
+        &self,
+        peer: &PeerKey,
+        req: &http::Request<()>,
+        early: bool,
+    ) -> Result<OpenedStream, TunnelError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(TunnelError::Shutdown);
         }
         let mut last = None;
         for _ in 0..2 {
-            let (conn, slot) = self.checkout(peer).await?;
+            let (conn, slot) = self.checkout(peer, early).await?;
             match conn.open(clone_request(req), slot).await {
-                Ok(s) => return Ok(s),
+                Ok(s) => return Ok(self.keep_for_resend(peer, req, &conn, s)),
                 // The request itself was refused (the connection is not
                 // marked closed): closing the connection would kill its
                 // other streams, and a retry would fail the same way.
@@ -137,6 +164,31 @@ impl TunnelClient {
             }
         }
         Err(last.unwrap_or(TunnelError::Shutdown))
+    }
+
+    /// A stream opened on a connection whose 0-RTT data the peer has not
+    /// accepted yet keeps a copy of what it sends, to be sent again on a
+    /// new connection if the peer refuses it.
+    fn keep_for_resend(
+        &self,
+        peer: &PeerKey,
+        req: &http::Request<()>,
+        conn: &PeerConnection,
+        s: OpenedStream,
+    ) -> OpenedStream {
+        let Some(outcome) = conn.early_unsettled() else {
+            return s;
+        };
+        let (me, peer, req) = (self.clone(), peer.clone(), clone_request(req));
+        let reopen: Reopen = Box::new(move || {
+            Box::pin(async move { Box::pin(me.open_with(&peer, &req, false)).await })
+        });
+        let early = EarlyStream::new(outcome.clone(), reopen, self.inner.tls.metrics().clone());
+        OpenedStream {
+            send: s.send.with_early(early.clone()),
+            response: ResponseFuture::Early(Box::new(s.response), early),
+            transport: s.transport,
+        }
     }
 
     /// The connections currently pooled for a peer (for tests and `/config`).
@@ -187,6 +239,7 @@ impl TunnelClient {
     async fn checkout(
         &self,
         peer: &PeerKey,
+        early: bool,
     ) -> Result<(PeerConnection, super::tracker::Reservation), TunnelError> {
         let limit = self.inner.cfg.max_concurrent_streams as usize;
         let entry = self.pool_entry(peer);
@@ -199,7 +252,7 @@ impl TunnelClient {
         }
         // Boxed: dialing is rare, and its (large) state machine inline would
         // make every `open` future, built and moved per request, that big.
-        let conn = Box::pin(self.connect(peer)).await?;
+        let conn = Box::pin(self.connect(peer, early)).await?;
         self.watch_quic(peer, &conn);
         let slot = conn
             .state
@@ -210,8 +263,11 @@ impl TunnelClient {
     }
 
     /// Dials `peer`: QUIC first, TLS/TCP raced after the head start, or
-    /// TLS/TCP directly while QUIC is remembered broken.
-    async fn connect(&self, peer: &PeerKey) -> Result<PeerConnection, TunnelError> {
+    /// TLS/TCP directly while QUIC is remembered broken. With `early` and a
+    /// session ticket for the peer, QUIC is handed out at once, its first
+    /// streams in 0-RTT data (so no race: the peer answered QUIC when it
+    /// issued the ticket).
+    async fn connect(&self, peer: &PeerKey, early: bool) -> Result<PeerConnection, TunnelError> {
         if let Some(via) = &peer.via {
             return self.dial_inner(peer, via).await;
         }
@@ -222,7 +278,8 @@ impl TunnelClient {
                 return dial_h2(&inner.tls, &inner.cfg, peer.addr, &peer.id).await
             }
             Some(TransportKind::Quic) => {
-                return dial_quic(&inner.endpoint, &inner.tls, &inner.cfg, peer.addr, &peer.id)
+                return inner
+                    .dial_quic(peer, early)
                     .await
                     .map_err(|(QuicFailure::Refused(e) | QuicFailure::Unreachable(e))| e)
             }
@@ -241,9 +298,7 @@ impl TunnelClient {
         let quic = {
             let inner = inner.clone();
             let peer = peer.clone();
-            Box::pin(async move {
-                dial_quic(&inner.endpoint, &inner.tls, &inner.cfg, peer.addr, &peer.id).await
-            })
+            Box::pin(async move { inner.dial_quic(&peer, early).await })
         };
         let mut quic = quic;
         tokio::select! {
@@ -384,7 +439,8 @@ impl TunnelClient {
         let me = self.clone();
         tokio::spawn(async move {
             let inner = &me.inner;
-            match dial_quic(&inner.endpoint, &inner.tls, &inner.cfg, peer.addr, &peer.id).await {
+            // No 0-RTT: the probe must see the handshake complete.
+            match inner.dial_quic(&peer, false).await {
                 Ok(c) => {
                     tracing::info!(peer = %peer.id, addr = %peer.addr, "QUIC probe succeeded; new streams move back to QUIC");
                     me.adopt_quic(&peer, c);

@@ -150,6 +150,12 @@ pub struct TunnelConfig {
     /// end-to-end TLS session relayed by a gateway) on this port, serving
     /// their streams like any other. Edges do; gateways relay instead.
     pub inner_sessions: bool,
+    /// A new QUIC connection to a peer that issued this proxy a session
+    /// ticket carries its first streams in 0-RTT data, a round trip before
+    /// the handshake completes (kept for a resend until the peer accepts
+    /// them). The accepting side always takes 0-RTT data (its tickets are
+    /// single-use, so no third party can replay it).
+    pub early_data: bool,
 }
 
 impl Default for TunnelConfig {
@@ -179,6 +185,7 @@ impl Default for TunnelConfig {
             tcp_idle_timeout: Duration::from_secs(3600),
             target_connect_timeout: Duration::from_secs(5),
             inner_sessions: true,
+            early_data: true,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::body::{RecvBody, RecvInner, SendBody, SendInner};
+use super::early_data::{Early, EarlyStream};
 use super::error::{StreamError, TunnelError};
 use super::tracker::{ConnState, Reservation, StreamTicket};
 use crate::identity::SpiffeId;
@@ -41,8 +42,11 @@ pub struct ConnParts {
     pub(crate) peer_id: SpiffeId,
     pub(crate) metrics: TransportMetrics,
     pub(crate) quic: Option<quinn::Connection>,
-    /// The certificate chain the peer presented.
+    /// The certificate chain the peer presented (for a connection dialed
+    /// with 0-RTT data: the chain its ticket was issued under).
     pub(crate) peer_chain: Arc<Vec<rustls_pki_types::CertificateDer<'static>>>,
+    /// For a QUIC connection dialed with 0-RTT data: what became of it.
+    pub(crate) early: Option<tokio::sync::watch::Receiver<Early>>,
 }
 
 impl std::ops::Deref for PeerConnection {
@@ -76,6 +80,9 @@ pub enum ResponseFuture {
         Arc<StreamTicket>,
     ),
     H2(h2::client::ResponseFuture, Arc<StreamTicket>),
+    /// A stream sent in 0-RTT data: its response, or its replacement's if
+    /// the peer refused the early data.
+    Early(Box<ResponseFuture>, Arc<EarlyStream>),
 }
 
 impl ResponseFuture {
@@ -94,6 +101,11 @@ impl ResponseFuture {
                     RecvBody::new(RecvInner::H2(body), ticket),
                 ))
             }
+            // Boxed: the replacement may itself be an early stream.
+            ResponseFuture::Early(first, early) => match early.settled().await {
+                Early::Refused => Box::pin(early.replacement_response().await?.response()).await,
+                _ => Box::pin(first.response()).await,
+            },
         }
     }
 }
@@ -120,9 +132,13 @@ impl PeerConnection {
         self.addr
     }
 
-    /// The certificate chain the peer presented (leaf first).
-    pub fn peer_chain(&self) -> &[rustls_pki_types::CertificateDer<'static>] {
-        &self.peer_chain
+    /// The certificate chain the peer presented (leaf first); empty while
+    /// a connection dialed with 0-RTT data has not completed its handshake.
+    pub fn peer_chain(&self) -> Vec<rustls_pki_types::CertificateDer<'static>> {
+        match (&self.quic, self.early.is_some()) {
+            (Some(q), true) => super::dial::quic_peer_chain(q),
+            _ => self.peer_chain.to_vec(),
+        }
     }
 
     pub fn in_flight(&self) -> usize {
@@ -140,6 +156,15 @@ impl PeerConnection {
             }
         }
         false
+    }
+
+    /// For a connection dialed with 0-RTT data whose peer has not (yet)
+    /// accepted it: the outcome to watch. Streams opened now keep a copy
+    /// of what they send.
+    pub(crate) fn early_unsettled(&self) -> Option<&tokio::sync::watch::Receiver<Early>> {
+        self.early
+            .as_ref()
+            .filter(|rx| *rx.borrow() != Early::Accepted)
     }
 
     /// The QUIC round-trip estimate (None for TLS/TCP).

@@ -8,6 +8,7 @@ use rustls_pki_types::ServerName;
 
 use super::config::TunnelConfig;
 use super::connection::{ConnParts, PeerConnection, Sender};
+use super::early_data::{self, Early};
 use super::error::TunnelError;
 use super::quic_endpoint;
 use super::tracker::ConnState;
@@ -24,12 +25,16 @@ pub(crate) enum QuicFailure {
     Refused(TunnelError),
 }
 
+/// Dials QUIC. With `early`, and a session ticket for this peer, the
+/// connection is handed out at once and its first streams travel in 0-RTT
+/// data ([`super::early_data`]); otherwise once the handshake completes.
 pub(crate) async fn dial_quic(
     endpoint: &quinn::Endpoint,
     tls: &TlsConfigs,
     cfg: &TunnelConfig,
     addr: SocketAddr,
     id: &SpiffeId,
+    early: bool,
 ) -> Result<PeerConnection, QuicFailure> {
     let metrics = tls.metrics().clone();
     let client_cfg = quic_endpoint::client_config(tls.client(id, ALPN_H3), cfg)
@@ -43,6 +48,27 @@ pub(crate) async fn dial_quic(
                 detail: e.to_string(),
             })
         })?;
+    let connecting = match early {
+        true => match connecting.into_0rtt() {
+            Ok((conn, accepted)) => {
+                let state = ConnState::new();
+                let judge = judge_early(metrics.clone(), addr);
+                let watch = early_data::watch_handshake(
+                    conn.clone(),
+                    accepted,
+                    cfg.handshake_timeout,
+                    state.clone(),
+                    metrics.clone(),
+                    judge,
+                );
+                return quic_peer(conn, state, Some(watch), Vec::new(), metrics, cfg, addr, id)
+                    .await;
+            }
+            // No ticket for this peer: a full handshake.
+            Err(connecting) => connecting,
+        },
+        false => connecting,
+    };
     let conn = match tokio::time::timeout(cfg.handshake_timeout, connecting).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
@@ -66,19 +92,73 @@ pub(crate) async fn dial_quic(
             }));
         }
     };
-    let peer_chain: Vec<rustls_pki_types::CertificateDer<'static>> = conn
-        .peer_identity()
-        .and_then(|b| {
-            b.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
-                .ok()
-        })
-        .map(|b| *b)
-        .unwrap_or_default();
+    let peer_chain = quic_peer_chain(&conn);
     if let Err(e) = current_chain(&metrics, addr, &peer_chain) {
         metrics.handshake(TransportKind::Quic, Side::Client, HandshakeResult::Rejected);
         conn.close(quinn::VarInt::from_u32(0x100), b"peer certificate refused");
         return Err(QuicFailure::Refused(e));
     }
+    let state = ConnState::new();
+    quic_peer(conn, state, None, peer_chain, metrics, cfg, addr, id).await
+}
+
+/// The chain a QUIC peer presented (or its resumed session carries).
+pub(crate) fn quic_peer_chain(
+    conn: &quinn::Connection,
+) -> Vec<rustls_pki_types::CertificateDer<'static>> {
+    conn.peer_identity()
+        .and_then(|b| {
+            b.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .map(|b| *b)
+        .unwrap_or_default()
+}
+
+/// What a 0-RTT dial's handshake came to, counted like a full dial's.
+fn judge_early(
+    metrics: TransportMetrics,
+    addr: SocketAddr,
+) -> impl FnOnce(&quinn::Connection, Option<bool>) -> Early + Send + 'static {
+    move |conn, waited| {
+        let count = |r| metrics.handshake(TransportKind::Quic, Side::Client, r);
+        let Some(accepted) = waited else {
+            count(HandshakeResult::Timeout);
+            return Early::Failed;
+        };
+        if let Some(reason) = conn.close_reason() {
+            count(match is_refusal(&reason) {
+                true => HandshakeResult::Rejected,
+                false => HandshakeResult::Error,
+            });
+            return Early::Failed;
+        }
+        if current_chain(&metrics, addr, &quic_peer_chain(conn)).is_err() {
+            count(HandshakeResult::Rejected);
+            conn.close(quinn::VarInt::from_u32(0x100), b"peer certificate refused");
+            return Early::Failed;
+        }
+        count(HandshakeResult::Ok);
+        match accepted {
+            true => Early::Accepted,
+            false => Early::Refused,
+        }
+    }
+}
+
+/// HTTP/3 on a QUIC connection (established, or still in its handshake
+/// with `early` set), and the pool's handle on it.
+#[allow(clippy::too_many_arguments)]
+async fn quic_peer(
+    conn: quinn::Connection,
+    state: std::sync::Arc<ConnState>,
+    early: Option<tokio::sync::watch::Receiver<Early>>,
+    peer_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    metrics: TransportMetrics,
+    cfg: &TunnelConfig,
+    addr: SocketAddr,
+    id: &SpiffeId,
+) -> Result<PeerConnection, QuicFailure> {
     let (mut driver, send) = h3::client::builder()
         .max_field_section_size(u64::from(cfg.max_header_bytes))
         .build::<_, _, Bytes>(h3_quinn::Connection::new(conn.clone()))
@@ -97,8 +177,9 @@ pub(crate) async fn dial_quic(
             metrics.handshake(TransportKind::Quic, Side::Client, HandshakeResult::Error);
             QuicFailure::Unreachable(err)
         })?;
-    metrics.handshake(TransportKind::Quic, Side::Client, HandshakeResult::Ok);
-    let state = ConnState::new();
+    if early.is_none() {
+        metrics.handshake(TransportKind::Quic, Side::Client, HandshakeResult::Ok);
+    }
     let guard = metrics.quic_connection_opened(&conn, Side::Client, id);
     let st = state.clone();
     let peer = id.to_string();
@@ -118,6 +199,7 @@ pub(crate) async fn dial_quic(
         metrics,
         peer_chain: std::sync::Arc::new(peer_chain),
         quic: Some(conn),
+        early,
     }))
 }
 
@@ -275,5 +357,6 @@ where
         metrics,
         quic: None,
         peer_chain: std::sync::Arc::new(chain),
+        early: None,
     }))
 }

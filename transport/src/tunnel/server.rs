@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use super::body::{RecvBody, RecvInner};
 use super::config::TunnelConfig;
+use super::dial::quic_peer_chain;
 use super::headers;
 use super::incoming::{IncomingStream, PeerInfo, Responder, ResponderInner};
 use super::quic_endpoint;
@@ -168,9 +169,10 @@ async fn accept_quic(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
 async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
     let remote = incoming.remote_address();
     let metrics = shared.tls.metrics().clone();
-    let conn = match tokio::time::timeout(shared.cfg.handshake_timeout, async {
-        incoming.accept()?.await
-    })
+    let conn = match tokio::time::timeout(
+        shared.cfg.handshake_timeout,
+        accept_quic_handshake(incoming),
+    )
     .await
     {
         Ok(Ok(c)) => c,
@@ -192,11 +194,8 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
             return;
         }
     };
-    let chain = conn.peer_identity().and_then(|b| {
-        b.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
-            .ok()
-    });
-    let id = match current_peer_id(chain.as_deref().map(|v| v.as_slice())) {
+    let chain = quic_peer_chain(&conn);
+    let id = match current_peer_id(Some(chain.as_slice()).filter(|c| !c.is_empty())) {
         Ok(id) => id,
         Err(r) => {
             refused_after_handshake(&metrics, TransportKind::Quic, remote, &r);
@@ -298,6 +297,38 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
     }
     .instrument(span)
     .await;
+}
+
+/// A QUIC connection whose client is known: a resumed session (its ticket
+/// names the client's chain) is served from the client's first flight, so
+/// requests it sent in 0-RTT data are answered a round trip sooner; a full
+/// handshake is served once it completes (the client's certificate arrives
+/// last). 1-RTT streams are never read before the handshake completes
+/// (RFC 9001 §5.7), and 0-RTT data is only accepted with a single-use
+/// ticket, so what is served early comes from the ticket's client, once.
+async fn accept_quic_handshake(
+    incoming: quinn::Incoming,
+) -> Result<quinn::Connection, quinn::ConnectionError> {
+    let mut connecting = incoming.accept()?;
+    // The whole ClientHello (it may span several packets) has been read
+    // once the handshake data is ready: a resumed session's client is
+    // known from then on.
+    if connecting.handshake_data().await.is_err() {
+        return connecting.await;
+    }
+    let (conn, done) = match connecting.into_0rtt() {
+        Ok(pair) => pair,
+        // Never for an accepting endpoint; handled all the same.
+        Err(connecting) => return connecting.await,
+    };
+    if !quic_peer_chain(&conn).is_empty() {
+        return Ok(conn);
+    }
+    done.await;
+    match conn.close_reason() {
+        Some(e) => Err(e),
+        None => Ok(conn),
+    }
 }
 
 /// Counts a failed server-side handshake. A client that sent no certificate

@@ -154,7 +154,9 @@ pub struct TunnelConfig {
     /// ticket carries its first streams in 0-RTT data, a round trip before
     /// the handshake completes (kept for a resend until the peer accepts
     /// them). The accepting side always takes 0-RTT data (its tickets are
-    /// single-use, so no third party can replay it).
+    /// single-use, so no third party can replay it). Off by default: a
+    /// stream sent in 0-RTT data to a peer that turns out to be gone fails
+    /// after the open succeeded, so a caller cannot send it elsewhere.
     pub early_data: bool,
 }
 
@@ -185,7 +187,7 @@ impl Default for TunnelConfig {
             tcp_idle_timeout: Duration::from_secs(3600),
             target_connect_timeout: Duration::from_secs(5),
             inner_sessions: true,
-            early_data: true,
+            early_data: false,
         }
     }
 }

@@ -104,7 +104,13 @@ impl ResponseFuture {
             // Boxed: the replacement may itself be an early stream.
             ResponseFuture::Early(first, early) => match early.settled().await {
                 Early::Refused => Box::pin(early.replacement_response().await?.response()).await,
-                _ => Box::pin(first.response()).await,
+                // The peer may have read the stream: not sent again, and
+                // failed as a stream of a lost connection (which callers
+                // may retry when the request allows it).
+                Early::Failed | Early::Pending => Err(StreamError::Connection(
+                    "the connection failed before its handshake completed".into(),
+                )),
+                Early::Accepted => Box::pin(first.response()).await,
             },
         }
     }

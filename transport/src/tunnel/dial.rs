@@ -56,7 +56,7 @@ pub(crate) async fn dial_quic(
                 let watch = early_data::watch_handshake(
                     conn.clone(),
                     accepted,
-                    cfg.handshake_timeout,
+                    (cfg.handshake_timeout, cfg.head_start),
                     state.clone(),
                     metrics.clone(),
                     judge,

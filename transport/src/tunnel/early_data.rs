@@ -61,17 +61,31 @@ pub(crate) enum Early {
 /// and counts the handshake. Unless accepted, the connection leaves the
 /// pool; a refused one is then closed (its HTTP/3 control stream was
 /// discarded with the early data).
+///
+/// A peer that has gone away must not hold its streams for the whole
+/// handshake timeout (a full dial learns it from the TLS/TCP race): once
+/// `head_start` passes without a completed handshake, a TCP connect to the
+/// peer's port that is refused closes the connection (its streams fail,
+/// and the edge retries what it may elsewhere).
 pub(crate) fn watch_handshake(
     conn: quinn::Connection,
     accepted: quinn::ZeroRttAccepted,
-    timeout: Duration,
+    (timeout, head_start): (Duration, Duration),
     state: Arc<ConnState>,
     metrics: TransportMetrics,
     judge: impl FnOnce(&quinn::Connection, Option<bool>) -> Early + Send + 'static,
 ) -> watch::Receiver<Early> {
     let (tx, rx) = watch::channel(Early::Pending);
     tokio::spawn(async move {
-        let waited = tokio::time::timeout(timeout, accepted).await.ok();
+        let addr = conn.remote_address();
+        let waited = tokio::select! {
+            r = tokio::time::timeout(timeout, accepted) => r.ok(),
+            () = refuses_tcp_after(addr, head_start) => {
+                tracing::debug!(%addr, "no QUIC handshake and the peer's TCP port refuses: peer down");
+                conn.close(quinn::VarInt::from_u32(0x100), b"peer down");
+                Some(false)
+            }
+        };
         let outcome = judge(&conn, waited);
         metrics.early_data(match outcome {
             Early::Accepted => EarlyDataResult::Accepted,
@@ -94,6 +108,16 @@ pub(crate) fn watch_handshake(
         }
     });
     rx
+}
+
+/// Returns once a TCP connect to `addr`, tried after `wait`, is refused;
+/// never otherwise.
+async fn refuses_tcp_after(addr: std::net::SocketAddr, wait: Duration) {
+    tokio::time::sleep(wait).await;
+    match tokio::net::TcpStream::connect(addr).await {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+        _ => std::future::pending().await,
+    }
 }
 
 /// Waits until `rx` leaves [`Early::Pending`].

@@ -9,9 +9,11 @@
 //!   one pooled tunnel per peer: its client-side edge runs with
 //!   `tunnel.pool_idle_timeout = "200ms"`, so the tunnel connection closes
 //!   once the first request is done, and the next request dials a new one,
-//!   resuming the TLS session. The server edge's
-//!   `ferry_tls_resumptions_total{result="resumed"}` tells whether it did;
-//!   the row's note says so.
+//!   resuming the TLS session, with `tunnel.early_data = true` (the request
+//!   rides in QUIC 0-RTT data; sending it is off by default, see
+//!   docs/wire.md). The server edge's
+//!   `ferry_tls_resumptions_total{result="resumed"}` tells whether it
+//!   resumed; the row's note says so.
 
 use std::time::Duration;
 
@@ -67,7 +69,7 @@ fn once(env: &Env, kind: PathKind, ctx: &Ctx) -> anyhow::Result<Repeat> {
     if kind.is_ferry() {
         let transport = kind.ferry_transport().unwrap_or("h2");
         let server = ferry::start_server(ctx, transport, "http")?;
-        let extra = format!("pool_idle_timeout = \"{POOL_IDLE}\"\n");
+        let extra = format!("pool_idle_timeout = \"{POOL_IDLE}\"\nearly_data = true\n");
         let (_client, http, _) = ferry::start_client_with(ctx, &server, transport, &extra)?;
         let cold = first_request(env, http)?;
         std::thread::sleep(POOL_GONE);
@@ -144,7 +146,7 @@ pub fn run(env: &Env, kind: PathKind, ctx: &Ctx, results: &mut Results) {
         t.note(
             kind,
             format!(
-                "resumed: a new tunnel connection between running edges; {tls_resumed} of {repeats} resumed its TLS session"
+                "resumed: a new tunnel connection between running edges, 0-RTT on (tunnel.early_data); {tls_resumed} of {repeats} resumed its TLS session"
             ),
         );
     }

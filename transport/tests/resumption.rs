@@ -123,7 +123,7 @@ async fn reconnects_resume_over_tls_tcp() {
 /// bundles): tickets issued before are refused, the reconnect is a full
 /// handshake, and the one after it resumes again. Over QUIC the reconnect
 /// first went in 0-RTT data: refused with its stale ticket, the stream is
-/// sent again on a new connection, which offers either the client's second
+/// sent again (or opened) on a new connection, which offers either the client's second
 /// old ticket (stale too) or, if they arrived first, one of the tickets the
 /// refused connection's full handshake brought (resumed).
 async fn server_rotation_ends_sessions(kind: TransportKind) {
@@ -142,7 +142,9 @@ async fn server_rotation_ends_sessions(kind: TransportKind) {
             assert!(stale >= 1, "the 0-RTT ticket was stale");
             assert_eq!(stale + resumed, 2, "two dials offered tickets");
             assert_eq!(refused_early, 1);
-            assert_eq!(client_metrics.early_replay_count(), 1);
+            // Sent again, or opened on the full dial that followed if the
+            // refusal closed the connection first.
+            assert!(client_metrics.early_replay_count() <= 1);
         }
         TransportKind::H2 => {
             assert_eq!((stale, resumed, refused_early), (1, 0, 0));

@@ -139,7 +139,7 @@ impl TunnelClient {
         &self,
         peer: &PeerKey,
         req: &http::Request<()>,
-        early: bool,
+        mut early: bool,
     ) -> Result<OpenedStream, TunnelError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(TunnelError::Shutdown);
@@ -160,6 +160,9 @@ impl TunnelClient {
                 Err(e) => {
                     tracing::debug!(peer = %peer.id, addr = %peer.addr, error = %e, "stream open failed; retrying on a new connection");
                     last = Some(e);
+                    // A 0-RTT connection whose early data was refused before
+                    // this stream went out: the retry dials a full handshake.
+                    early = false;
                 }
             }
         }

@@ -128,14 +128,33 @@ async fn round_trip(
     }
 }
 
-fn quic_client(pki: &Pki) -> (TunnelClient, Arc<TlsConfigs>) {
+/// A QUIC-only client; `early` sends 0-RTT data.
+fn quic_client_with(
+    pki: &Pki,
+    early: bool,
+    handshake_timeout: Duration,
+) -> (TunnelClient, Arc<TlsConfigs>) {
     let tls = tls(pki.store(CLIENT_ID, &[]));
     let cfg = TunnelConfig {
         force_transport: Some(TransportKind::Quic),
-        early_data: true,
+        early_data: early,
+        handshake_timeout,
         ..test_config()
     };
     (TunnelClient::new(tls.clone(), cfg).unwrap(), tls)
+}
+
+fn quic_client(pki: &Pki) -> (TunnelClient, Arc<TlsConfigs>) {
+    quic_client_with(pki, true, test_config().handshake_timeout)
+}
+
+/// 0-RTT dials, whatever became of them.
+fn early_dials(tls: &TlsConfigs) -> u64 {
+    let m = tls.metrics();
+    EarlyDataResult::ALL
+        .iter()
+        .map(|r| m.early_data_count(*r))
+        .sum()
 }
 
 /// A small request and one larger than the replay buffer, at once.
@@ -163,11 +182,11 @@ async fn a_new_connection_carries_its_first_requests_in_0rtt() {
     let m = client_tls.metrics();
 
     round_trip(&client, &peer, body(10, 0)).await.unwrap();
-    let dialed: u64 = EarlyDataResult::ALL
-        .iter()
-        .map(|r| m.early_data_count(*r))
-        .sum();
-    assert_eq!(dialed, 0, "a first connection has no ticket for 0-RTT");
+    assert_eq!(
+        early_dials(&client_tls),
+        0,
+        "a first connection has no ticket for 0-RTT"
+    );
 
     client.forget(&peer);
     two_at_once(&client, &peer).await;
@@ -240,22 +259,12 @@ async fn without_early_data_a_reconnect_resumes_only() {
     let server = BodyEcho::bind(loopback(), pki.store(SERVER_ID, &[]))
         .await
         .unwrap();
-    let client_tls = tls(pki.store(CLIENT_ID, &[]));
-    let cfg = TunnelConfig {
-        force_transport: Some(TransportKind::Quic),
-        ..test_config()
-    };
-    let client = TunnelClient::new(client_tls.clone(), cfg).unwrap();
+    let (client, client_tls) = quic_client_with(&pki, false, test_config().handshake_timeout);
     let peer = PeerKey::new(server.server.local_addr(), id(SERVER_ID));
     round_trip(&client, &peer, body(10, 0)).await.unwrap();
     client.forget(&peer);
     round_trip(&client, &peer, body(10, 1)).await.unwrap();
-    let m = client_tls.metrics();
-    let dialed: u64 = EarlyDataResult::ALL
-        .iter()
-        .map(|r| m.early_data_count(*r))
-        .sum();
-    assert_eq!(dialed, 0);
+    assert_eq!(early_dials(&client_tls), 0);
     let resumed = server
         .tls
         .metrics()
@@ -274,14 +283,7 @@ async fn a_peer_gone_away_fails_early_streams_after_the_head_start() {
     let server = BodyEcho::bind(loopback(), pki.store(SERVER_ID, &[]))
         .await
         .unwrap();
-    let client_tls = tls(pki.store(CLIENT_ID, &[]));
-    let cfg = TunnelConfig {
-        force_transport: Some(TransportKind::Quic),
-        early_data: true,
-        handshake_timeout: Duration::from_secs(60),
-        ..test_config()
-    };
-    let client = TunnelClient::new(client_tls.clone(), cfg).unwrap();
+    let (client, client_tls) = quic_client_with(&pki, true, Duration::from_secs(60));
     let peer = PeerKey::new(server.server.local_addr(), id(SERVER_ID));
     round_trip(&client, &peer, body(10, 0)).await.unwrap();
     server.server.shutdown(Duration::from_millis(100)).await;

@@ -303,23 +303,26 @@ impl EarlyStream {
 
     /// The replacement's sending half (for the sending side, once).
     pub(crate) async fn replacement_send(&self) -> Result<SendBody, StreamError> {
-        self.replace().await;
-        match &mut *self.lock() {
-            Record::Replaced { send, .. } => send
-                .take()
-                .map(|b| *b)
-                .ok_or_else(|| StreamError::Protocol("replacement taken twice".into())),
-            Record::Gone(e) => Err(e.clone()),
-            _ => Err(StreamError::Protocol("stream was not sent again".into())),
-        }
+        self.replacement(|send, _| send.take()).await
     }
 
     /// The replacement's response (for the receiving side, once).
     pub(crate) async fn replacement_response(&self) -> Result<ResponseFuture, StreamError> {
+        self.replacement(|_, response| response.take()).await
+    }
+
+    /// Sends the stream again if no one has, and takes one half of the
+    /// replacement with `take`.
+    async fn replacement<T>(
+        &self,
+        take: impl FnOnce(
+            &mut Option<Box<SendBody>>,
+            &mut Option<Box<ResponseFuture>>,
+        ) -> Option<Box<T>>,
+    ) -> Result<T, StreamError> {
         self.replace().await;
         match &mut *self.lock() {
-            Record::Replaced { response, .. } => response
-                .take()
+            Record::Replaced { send, response } => take(send, response)
                 .map(|b| *b)
                 .ok_or_else(|| StreamError::Protocol("replacement taken twice".into())),
             Record::Gone(e) => Err(e.clone()),

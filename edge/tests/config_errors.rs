@@ -307,20 +307,20 @@ fn tunnel_udp_payload_out_of_range_is_refused() {
 }
 
 #[test]
-fn tunnel_early_data_is_off_unless_turned_on_and_must_be_a_bool() {
+fn tunnel_early_data_is_on_unless_turned_off_and_must_be_a_bool() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(
         dir.path(),
-        "off.toml",
+        "on.toml",
         &with_tunnel_line("max_udp_payload = 1452"),
     );
-    assert!(!EdgeConfig::load(&p).unwrap().tunnel.early_data);
+    assert!(EdgeConfig::load(&p).unwrap().tunnel.early_data);
     let p = write(
         dir.path(),
-        "on.toml",
-        &with_tunnel_line("early_data = true"),
+        "off.toml",
+        &with_tunnel_line("early_data = false"),
     );
-    assert!(EdgeConfig::load(&p).unwrap().tunnel.early_data);
+    assert!(!EdgeConfig::load(&p).unwrap().tunnel.early_data);
     let (err, path) = edge_error(&with_tunnel_line("early_data = \"yes\""));
     assert_names(&err, &path, 6, "early_data");
 }

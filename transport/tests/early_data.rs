@@ -1,8 +1,9 @@
 //! QUIC 0-RTT between tunnel peers: a new connection to a peer that issued
-//! a ticket carries its first requests in early data, which the peer
-//! serves; after a restart the peer refuses the early data, and every
-//! stream sent in it goes again on a new connection, body and all, served
-//! once.
+//! a ticket carries an idempotent request's head in early data, which the
+//! peer serves; after a restart the peer refuses the early data and the
+//! stream is opened again on a full dial, served once; a request that is
+//! not idempotent waits for the handshake; a peer gone away fails the open
+//! at the head start.
 
 mod support;
 
@@ -15,7 +16,6 @@ use bytes::Bytes;
 use ferry_transport::identity::IdentityStore;
 use ferry_transport::metrics::{EarlyDataResult, ResumptionResult};
 use ferry_transport::tls::TlsConfigs;
-use ferry_transport::tunnel::early_data::REPLAY_BUFFER;
 use ferry_transport::tunnel::{
     handler, IncomingStream, PeerKey, TunnelClient, TunnelConfig, TunnelServer,
 };
@@ -81,14 +81,29 @@ fn body(len: usize, seed: u8) -> Bytes {
         .into()
 }
 
-/// One request with `payload` as its body, sent while the response is
-/// awaited (as an edge forwards one); returns the response body.
+/// A body larger than a QUIC packet's worth of early data.
+const LARGE: usize = 192 << 10;
+
+/// One PUT (idempotent) with `payload` as its body, sent while the
+/// response is awaited (as an edge forwards one); returns the response
+/// body.
 async fn round_trip(
     client: &TunnelClient,
     peer: &PeerKey,
     payload: Bytes,
 ) -> Result<Bytes, String> {
-    let req = http::Request::post("http://app.test/echo")
+    round_trip_as(http::Method::PUT, client, peer, payload).await
+}
+
+async fn round_trip_as(
+    method: http::Method,
+    client: &TunnelClient,
+    peer: &PeerKey,
+    payload: Bytes,
+) -> Result<Bytes, String> {
+    let req = http::Request::builder()
+        .method(method)
+        .uri("http://app.test/echo")
         .body(())
         .unwrap();
     let opened = client
@@ -144,10 +159,6 @@ fn quic_client_with(
     (TunnelClient::new(tls.clone(), cfg).unwrap(), tls)
 }
 
-fn quic_client(pki: &Pki) -> (TunnelClient, Arc<TlsConfigs>) {
-    quic_client_with(pki, true, test_config().handshake_timeout)
-}
-
 /// 0-RTT dials, whatever became of them.
 fn early_dials(tls: &TlsConfigs) -> u64 {
     let m = tls.metrics();
@@ -160,7 +171,7 @@ fn early_dials(tls: &TlsConfigs) -> u64 {
 /// A small request and one larger than the replay buffer, at once.
 async fn two_at_once(client: &TunnelClient, peer: &PeerKey) {
     let small = body(1000, 1);
-    let large = body(REPLAY_BUFFER * 3, 2);
+    let large = body(LARGE, 2);
     let (a, b) = tokio::join!(
         round_trip(client, peer, small.clone()),
         round_trip(client, peer, large.clone())
@@ -170,55 +181,75 @@ async fn two_at_once(client: &TunnelClient, peer: &PeerKey) {
     assert!(b.unwrap() == large, "the large body came back changed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_connection_carries_its_first_requests_in_0rtt() {
-    init();
-    let pki = Pki::new("test.local");
-    let server = BodyEcho::bind(loopback(), pki.store(SERVER_ID, &[]))
-        .await
-        .unwrap();
-    let (client, client_tls) = quic_client(&pki);
-    let peer = PeerKey::new(server.server.local_addr(), id(SERVER_ID));
-    let m = client_tls.metrics();
+/// A client and a server after one request (a full handshake that left
+/// the client tickets), with the client's pool emptied: the next request
+/// dials again.
+struct Reconnect {
+    server: BodyEcho,
+    client: TunnelClient,
+    client_tls: Arc<TlsConfigs>,
+    peer: PeerKey,
+}
 
-    round_trip(&client, &peer, body(10, 0)).await.unwrap();
-    assert_eq!(
-        early_dials(&client_tls),
-        0,
-        "a first connection has no ticket for 0-RTT"
-    );
+impl Reconnect {
+    async fn new(early: bool, handshake_timeout: Duration) -> Self {
+        init();
+        let pki = Pki::new("test.local");
+        let server = BodyEcho::bind(loopback(), pki.store(SERVER_ID, &[]))
+            .await
+            .unwrap();
+        let (client, client_tls) = quic_client_with(&pki, early, handshake_timeout);
+        let peer = PeerKey::new(server.server.local_addr(), id(SERVER_ID));
+        round_trip(&client, &peer, body(10, 0)).await.unwrap();
+        assert_eq!(
+            early_dials(&client_tls),
+            0,
+            "a first connection has no ticket for 0-RTT"
+        );
+        client.forget(&peer);
+        Self {
+            server,
+            client,
+            client_tls,
+            peer,
+        }
+    }
 
-    client.forget(&peer);
-    two_at_once(&client, &peer).await;
-    assert_eq!(m.early_data_count(EarlyDataResult::Accepted), 1);
-    assert_eq!(m.early_data_count(EarlyDataResult::Refused), 0);
-    assert_eq!(m.early_replay_count(), 0);
-    assert_eq!(server.served(), 3, "each request served once");
-    let seen = server.seen.lock().unwrap().clone();
-    assert!(seen.iter().all(|s| s == CLIENT_ID), "{seen:?}");
-    let resumed = server
-        .tls
-        .metrics()
-        .resumption_count(ResumptionResult::Resumed);
-    assert_eq!(resumed, 1);
+    async fn with_early_data() -> Self {
+        Self::new(true, test_config().handshake_timeout).await
+    }
+
+    fn resumed(&self) -> u64 {
+        self.server
+            .tls
+            .metrics()
+            .resumption_count(ResumptionResult::Resumed)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_early_data_is_sent_again_once_on_a_new_connection() {
-    init();
-    let pki = Pki::new("test.local");
-    let store = pki.store(SERVER_ID, &[]);
-    let first = BodyEcho::bind(loopback(), store.clone()).await.unwrap();
-    let addr = first.server.local_addr();
-    let (client, client_tls) = quic_client(&pki);
-    let peer = PeerKey::new(addr, id(SERVER_ID));
-    round_trip(&client, &peer, body(10, 0)).await.unwrap();
+async fn a_new_connection_carries_idempotent_requests_in_0rtt() {
+    let r = Reconnect::with_early_data().await;
+    two_at_once(&r.client, &r.peer).await;
+    let m = r.client_tls.metrics();
+    assert_eq!(m.early_data_count(EarlyDataResult::Accepted), 1);
+    assert_eq!(m.early_data_count(EarlyDataResult::Refused), 0);
+    assert_eq!(m.early_replay_count(), 0);
+    assert_eq!(r.server.served(), 3, "each request served once");
+    let seen = r.server.seen.lock().unwrap().clone();
+    assert!(seen.iter().all(|s| s == CLIENT_ID), "{seen:?}");
+    assert_eq!(r.resumed(), 1);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_early_data_is_opened_again_on_a_full_dial() {
+    let r = Reconnect::with_early_data().await;
     // The peer restarts on the same port: its session cache is empty, so
     // the client's tickets are unknown and its early data refused.
-    first.server.shutdown(Duration::from_millis(200)).await;
-    drop(first);
-    client.forget(&peer);
+    let addr = r.peer.addr;
+    let store = r.server.tls.store().clone();
+    r.server.server.shutdown(Duration::from_millis(200)).await;
+    drop(r.server);
     let mut again = None;
     for _ in 0..50 {
         match BodyEcho::bind(addr, store.clone()).await {
@@ -226,82 +257,74 @@ async fn refused_early_data_is_sent_again_once_on_a_new_connection() {
                 again = Some(s);
                 break;
             }
+            // The old sockets close as their tasks end.
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
     let again = again.expect("the port is free again");
 
-    // Larger than the replay buffer: the sender waits for the handshake,
-    // then goes on on the new connection.
-    let large = body(REPLAY_BUFFER * 3, 2);
-    let got = round_trip(&client, &peer, large.clone()).await.unwrap();
+    let large = body(LARGE, 2);
+    let got = round_trip(&r.client, &r.peer, large.clone()).await.unwrap();
     assert!(got == large, "the body came back changed");
-    let m = client_tls.metrics();
+    let m = r.client_tls.metrics();
     assert_eq!(m.early_data_count(EarlyDataResult::Refused), 1);
     assert_eq!(m.early_data_count(EarlyDataResult::Accepted), 0);
-    // Sent again, unless the refusal closed the connection before the
-    // stream went out on it (the open is then retried on a full dial).
+    // Opened again, unless the refusal closed the connection before the
+    // stream went out on it (the open is then retried on a full dial too).
     assert!(m.early_replay_count() <= 1);
     assert_eq!(again.served(), 1, "served once");
 
     // The new connection's tickets work: the next reconnect's early data
     // is accepted.
-    client.forget(&peer);
-    round_trip(&client, &peer, body(100, 3)).await.unwrap();
+    r.client.forget(&r.peer);
+    round_trip(&r.client, &r.peer, body(100, 3)).await.unwrap();
     assert_eq!(m.early_data_count(EarlyDataResult::Accepted), 1);
     assert_eq!(again.served(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_early_data_a_reconnect_resumes_only() {
-    init();
-    let pki = Pki::new("test.local");
-    let server = BodyEcho::bind(loopback(), pki.store(SERVER_ID, &[]))
-        .await
-        .unwrap();
-    let (client, client_tls) = quic_client_with(&pki, false, test_config().handshake_timeout);
-    let peer = PeerKey::new(server.server.local_addr(), id(SERVER_ID));
-    round_trip(&client, &peer, body(10, 0)).await.unwrap();
-    client.forget(&peer);
-    round_trip(&client, &peer, body(10, 1)).await.unwrap();
-    assert_eq!(early_dials(&client_tls), 0);
-    let resumed = server
-        .tls
-        .metrics()
-        .resumption_count(ResumptionResult::Resumed);
-    assert_eq!(resumed, 1, "the session still resumes");
+    let r = Reconnect::new(false, test_config().handshake_timeout).await;
+    round_trip(&r.client, &r.peer, body(10, 1)).await.unwrap();
+    assert_eq!(early_dials(&r.client_tls), 0);
+    assert_eq!(r.resumed(), 1, "the session still resumes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_is_not_idempotent_waits_for_the_handshake() {
+    let r = Reconnect::with_early_data().await;
+    let got = round_trip_as(http::Method::POST, &r.client, &r.peer, body(10, 1)).await;
+    assert_eq!(got.map(|b| b.len()), Ok(10));
+    assert_eq!(
+        early_dials(&r.client_tls),
+        0,
+        "a POST dials a full handshake"
+    );
+    assert_eq!(r.resumed(), 1, "which still resumes");
 }
 
 /// A peer that went away: a 0-RTT dial cannot learn it from the handshake
 /// (nothing answers), so its TCP port's refusal after the head start ends
-/// the connection; the request fails as on a lost connection, not sent
-/// again, long before the handshake timeout.
+/// the connection, and the open fails (the caller may try another peer)
+/// long before the handshake timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_gone_away_fails_early_streams_after_the_head_start() {
-    init();
-    let pki = Pki::new("test.local");
-    let server = BodyEcho::bind(loopback(), pki.store(SERVER_ID, &[]))
-        .await
-        .unwrap();
-    let (client, client_tls) = quic_client_with(&pki, true, Duration::from_secs(60));
-    let peer = PeerKey::new(server.server.local_addr(), id(SERVER_ID));
-    round_trip(&client, &peer, body(10, 0)).await.unwrap();
-    server.server.shutdown(Duration::from_millis(100)).await;
-    drop(server);
-    client.forget(&peer);
+async fn a_peer_gone_away_fails_the_open_at_the_head_start() {
+    let r = Reconnect::new(true, Duration::from_secs(60)).await;
+    r.server.server.shutdown(Duration::from_millis(100)).await;
+    drop(r.server);
 
     let started = std::time::Instant::now();
-    let r = round_trip(&client, &peer, body(10, 1)).await;
+    let got = round_trip(&r.client, &r.peer, body(10, 1)).await;
     assert!(
-        matches!(&r, Err(e) if e.contains("before its handshake completed")),
-        "{r:?}"
+        matches!(&got, Err(e) if e.starts_with("open:") && e.contains("before its handshake completed")),
+        "{got:?}"
     );
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "failed after {:?}, not at the head start",
         started.elapsed()
     );
-    let m = client_tls.metrics();
+    let m = r.client_tls.metrics();
     assert_eq!(m.early_data_count(EarlyDataResult::Failed), 1);
-    assert_eq!(m.early_replay_count(), 0, "nothing is sent again");
+    assert_eq!(m.early_replay_count(), 0, "nothing is opened again");
 }

@@ -9,9 +9,8 @@
 //!   one pooled tunnel per peer: its client-side edge runs with
 //!   `tunnel.pool_idle_timeout = "200ms"`, so the tunnel connection closes
 //!   once the first request is done, and the next request dials a new one,
-//!   resuming the TLS session, with `tunnel.early_data = true` (the request
-//!   rides in QUIC 0-RTT data; sending it is off by default, see
-//!   docs/wire.md). The server edge's
+//!   resuming the TLS session (over QUIC the request's head rides in 0-RTT
+//!   data, `tunnel.early_data`, on by default). The server edge's
 //!   `ferry_tls_resumptions_total{result="resumed"}` tells whether it
 //!   resumed; the row's note says so.
 
@@ -69,7 +68,7 @@ fn once(env: &Env, kind: PathKind, ctx: &Ctx) -> anyhow::Result<Repeat> {
     if kind.is_ferry() {
         let transport = kind.ferry_transport().unwrap_or("h2");
         let server = ferry::start_server(ctx, transport, "http")?;
-        let extra = format!("pool_idle_timeout = \"{POOL_IDLE}\"\nearly_data = true\n");
+        let extra = format!("pool_idle_timeout = \"{POOL_IDLE}\"\n");
         let (_client, http, _) = ferry::start_client_with(ctx, &server, transport, &extra)?;
         let cold = first_request(env, http)?;
         std::thread::sleep(POOL_GONE);
@@ -146,7 +145,7 @@ pub fn run(env: &Env, kind: PathKind, ctx: &Ctx, results: &mut Results) {
         t.note(
             kind,
             format!(
-                "resumed: a new tunnel connection between running edges, 0-RTT on (tunnel.early_data); {tls_resumed} of {repeats} resumed its TLS session"
+                "resumed: a new tunnel connection between running edges (QUIC: the request in 0-RTT data); {tls_resumed} of {repeats} resumed its TLS session"
             ),
         );
     }

@@ -91,10 +91,8 @@ pub struct TunnelSection {
     #[serde(default, with = "humantime_serde")]
     pub pool_idle_timeout: Option<Duration>,
     /// Whether a new QUIC connection to a peer that issued this edge a
-    /// session ticket carries its first requests in 0-RTT data (off by
-    /// default: a request with a body sent that way to a peer that is going
-    /// away fails instead of going to another endpoint; this edge always
-    /// accepts 0-RTT data from its peers).
+    /// session ticket carries an idempotent request's head in 0-RTT data
+    /// (on by default; this edge always accepts 0-RTT data from its peers).
     #[serde(default = "default_early_data")]
     pub early_data: bool,
 }
@@ -118,7 +116,7 @@ fn default_udp_payload() -> u16 {
     1452
 }
 fn default_early_data() -> bool {
-    false
+    true
 }
 
 impl Default for TunnelSection {

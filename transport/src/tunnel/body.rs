@@ -1,8 +1,6 @@
 //! The two halves of a tunnel stream, the same whichever transport carries
 //! them: [`SendBody`] writes data, trailers and the end of stream (or a
-//! reset); [`RecvBody`] reads them. Callers never branch on the transport,
-//! nor on whether a stream went out in QUIC 0-RTT data (its copy for a
-//! resend is kept by [`super::early_data`]).
+//! reset); [`RecvBody`] reads them. Callers never branch on the transport.
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -10,7 +8,6 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes};
 use http::HeaderMap;
 
-use super::early_data::{Early, EarlyStream, Route, SendOp};
 use super::error::StreamError;
 use super::tracker::StreamTicket;
 use crate::TransportKind;
@@ -37,8 +34,6 @@ pub(crate) enum RecvInner {
 pub struct SendBody {
     inner: SendInner,
     _ticket: Arc<StreamTicket>,
-    /// Set while the stream's 0-RTT data may still be refused.
-    early: Option<Arc<EarlyStream>>,
 }
 
 /// The receiving half of a stream.
@@ -53,15 +48,7 @@ impl SendBody {
         Self {
             inner,
             _ticket: ticket,
-            early: None,
         }
-    }
-
-    /// This half of a stream opened in 0-RTT data: what it sends is copied
-    /// until the handshake says whether the peer took it.
-    pub(crate) fn with_early(mut self, early: Arc<EarlyStream>) -> Self {
-        self.early = Some(early);
-        self
     }
 
     pub fn transport(&self) -> TransportKind {
@@ -77,10 +64,11 @@ impl SendBody {
         if data.is_empty() {
             return Ok(());
         }
-        if self.early.is_some() {
-            return self.early_op(SendOp::Data(data)).await;
+        match &mut self.inner {
+            SendInner::QuicClient(s) => Ok(s.send_data(data).await?),
+            SendInner::QuicServer(s) => Ok(s.send_data(data).await?),
+            SendInner::H2(s) => h2_send(s, data).await,
         }
-        self.data_now(data).await
     }
 
     /// Sends the last chunk and ends the stream with it. Over HTTP/2 the
@@ -92,7 +80,7 @@ impl SendBody {
     /// connection (`too_many_internal_resets`).
     pub async fn send_last(&mut self, data: Bytes) -> Result<(), StreamError> {
         match &mut self.inner {
-            SendInner::H2(s) if self.early.is_none() => h2_send_end(s, data, true).await,
+            SendInner::H2(s) => h2_send_end(s, data, true).await,
             _ => {
                 self.send_data(data).await?;
                 self.finish().await
@@ -102,92 +90,6 @@ impl SendBody {
 
     /// Sends trailers, which also ends the stream.
     pub async fn send_trailers(&mut self, trailers: HeaderMap) -> Result<(), StreamError> {
-        if self.early.is_some() {
-            return self.early_op(SendOp::Trailers(trailers)).await;
-        }
-        self.trailers_now(trailers).await
-    }
-
-    /// Ends the stream in this direction (TCP FIN).
-    pub async fn finish(&mut self) -> Result<(), StreamError> {
-        if self.early.is_some() {
-            return self.early_op(SendOp::Finish).await;
-        }
-        self.finish_now().await
-    }
-
-    /// Aborts the stream (TCP RST).
-    pub fn reset(&mut self) {
-        if let Some(early) = self.early.take() {
-            early.reset();
-        }
-        match &mut self.inner {
-            SendInner::QuicClient(s) => s.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED),
-            SendInner::QuicServer(s) => s.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED),
-            SendInner::H2(s) => s.send_reset(h2::Reason::CANCEL),
-        }
-    }
-
-    /// `op` on a stream opened in 0-RTT data: on this stream with a copy
-    /// kept while the handshake is pending, here alone once the peer took
-    /// the early data, on the replacement once it refused it.
-    async fn early_op(&mut self, op: SendOp) -> Result<(), StreamError> {
-        loop {
-            let Some(early) = self.early.clone() else {
-                return self.apply(op).await;
-            };
-            match early.outcome() {
-                // Failed: the stream fails here like any of a lost connection.
-                Early::Accepted | Early::Failed => {
-                    self.early = None;
-                    return self.apply(op).await;
-                }
-                Early::Refused => self.switch(&early).await?,
-                Early::Pending => match early.route(&op) {
-                    Route::Wait => {
-                        early.settled().await;
-                    }
-                    Route::Moved => self.switch(&early).await?,
-                    Route::Here => {
-                        return match self.apply(op).await {
-                            Ok(()) => Ok(()),
-                            Err(e) => match early.settled().await {
-                                // The copy went with the replacement.
-                                Early::Refused => self.switch(&early).await,
-                                _ => Err(e),
-                            },
-                        };
-                    }
-                },
-            }
-        }
-    }
-
-    /// Continues on the stream that replaced this one after its early data
-    /// was refused.
-    async fn switch(&mut self, early: &EarlyStream) -> Result<(), StreamError> {
-        // Boxed: the replacement may itself be an early stream.
-        *self = Box::pin(early.replacement_send()).await?;
-        Ok(())
-    }
-
-    async fn apply(&mut self, op: SendOp) -> Result<(), StreamError> {
-        match op {
-            SendOp::Data(d) => self.data_now(d).await,
-            SendOp::Finish => self.finish_now().await,
-            SendOp::Trailers(t) => self.trailers_now(t).await,
-        }
-    }
-
-    async fn data_now(&mut self, data: Bytes) -> Result<(), StreamError> {
-        match &mut self.inner {
-            SendInner::QuicClient(s) => Ok(s.send_data(data).await?),
-            SendInner::QuicServer(s) => Ok(s.send_data(data).await?),
-            SendInner::H2(s) => h2_send(s, data).await,
-        }
-    }
-
-    async fn trailers_now(&mut self, trailers: HeaderMap) -> Result<(), StreamError> {
         match &mut self.inner {
             SendInner::QuicClient(s) => {
                 quic_end(s.send_trailers(trailers).await)?;
@@ -204,11 +106,21 @@ impl SendBody {
         }
     }
 
-    async fn finish_now(&mut self) -> Result<(), StreamError> {
+    /// Ends the stream in this direction (TCP FIN).
+    pub async fn finish(&mut self) -> Result<(), StreamError> {
         match &mut self.inner {
             SendInner::QuicClient(s) => quic_end(s.finish().await),
             SendInner::QuicServer(s) => quic_end(s.finish().await),
             SendInner::H2(s) => h2_send_end(s, Bytes::new(), true).await,
+        }
+    }
+
+    /// Aborts the stream (TCP RST).
+    pub fn reset(&mut self) {
+        match &mut self.inner {
+            SendInner::QuicClient(s) => s.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED),
+            SendInner::QuicServer(s) => s.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED),
+            SendInner::H2(s) => s.send_reset(h2::Reason::CANCEL),
         }
     }
 }

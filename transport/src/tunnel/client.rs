@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::broken::{BrokenQuic, QuicStatus};
 use super::config::TunnelConfig;
-use super::connection::{OpenedStream, PeerConnection, ResponseFuture};
+use super::connection::{OpenedStream, PeerConnection};
 use super::dial::{dial_h2, dial_quic, establish_h2, QuicFailure};
-use super::early_data::{EarlyStream, Reopen};
+use super::early_data::{settled, Early};
 use super::error::TunnelError;
 use super::headers;
 use super::liveness::Retire;
@@ -124,31 +124,50 @@ impl TunnelClient {
     /// time). A stream refused because the connection went away (GOAWAY,
     /// close) is retried once on a new connection. `req` is borrowed: each
     /// attempt sends a copy, so a caller can try another peer with it.
+    ///
+    /// On a QUIC connection still in its 0-RTT handshake, an idempotent
+    /// request's head goes out at once (early data) and the stream is
+    /// returned once the peer accepted it; refused, it is opened again on a
+    /// full dial. Other requests wait for the handshake before sending.
     pub async fn open(
         &self,
         peer: &PeerKey,
         req: &http::Request<()>,
     ) -> Result<OpenedStream, TunnelError> {
-        self.open_with(peer, req, self.inner.cfg.early_data).await
-    }
-
-    /// [`Self::open`]; a new QUIC connection it dials carries the request
-    /// in 0-RTT data only with `early` (a stream sent again after refused
-    /// early data goes on a connection dialed without).
-    async fn open_with(
-        &self,
-        peer: &PeerKey,
-        req: &http::Request<()>,
-        mut early: bool,
-    ) -> Result<OpenedStream, TunnelError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(TunnelError::Shutdown);
         }
+        // A request may travel in 0-RTT data only if its method is
+        // idempotent (RFC 9110 §9.2.2): should the connection fail before
+        // its handshake completes, the peer may have read it and the caller
+        // may send it elsewhere.
+        let mut early = self.inner.cfg.early_data && req.method().is_idempotent();
         let mut last = None;
         for _ in 0..2 {
             let (conn, slot) = self.checkout(peer, early).await?;
+            let pending = conn.early_unsettled().cloned();
+            if let (Some(mut rx), false) = (pending.clone(), early) {
+                // Nothing goes out on it before the peer has answered.
+                if settled(&mut rx).await != Early::Accepted {
+                    last = Some(early_failed(peer));
+                    continue;
+                }
+            }
             match conn.open(clone_request(req), slot).await {
-                Ok(s) => return Ok(self.keep_for_resend(peer, req, &conn, s)),
+                Ok(s) => match pending.filter(|_| early) {
+                    None => return Ok(s),
+                    Some(mut rx) => match settled(&mut rx).await {
+                        Early::Accepted => return Ok(s),
+                        // Discarded unread: opened again on a full dial.
+                        Early::Refused => {
+                            self.inner.tls.metrics().early_replay();
+                            tracing::debug!(peer = %peer.id, addr = %peer.addr, "peer refused early data; opening the stream again on a new connection");
+                            last = Some(early_failed(peer));
+                            early = false;
+                        }
+                        Early::Failed | Early::Pending => return Err(early_failed(peer)),
+                    },
+                },
                 // The request itself was refused (the connection is not
                 // marked closed): closing the connection would kill its
                 // other streams, and a retry would fail the same way.
@@ -160,38 +179,13 @@ impl TunnelClient {
                 Err(e) => {
                     tracing::debug!(peer = %peer.id, addr = %peer.addr, error = %e, "stream open failed; retrying on a new connection");
                     last = Some(e);
-                    // A 0-RTT connection whose early data was refused before
-                    // this stream went out: the retry dials a full handshake.
+                    // A 0-RTT connection refused before this stream went
+                    // out: the retry dials a full handshake.
                     early = false;
                 }
             }
         }
         Err(last.unwrap_or(TunnelError::Shutdown))
-    }
-
-    /// A stream opened on a connection whose 0-RTT data the peer has not
-    /// accepted yet keeps a copy of what it sends, to be sent again on a
-    /// new connection if the peer refuses it.
-    fn keep_for_resend(
-        &self,
-        peer: &PeerKey,
-        req: &http::Request<()>,
-        conn: &PeerConnection,
-        s: OpenedStream,
-    ) -> OpenedStream {
-        let Some(outcome) = conn.early_unsettled() else {
-            return s;
-        };
-        let (me, peer, req) = (self.clone(), peer.clone(), clone_request(req));
-        let reopen: Reopen = Box::new(move || {
-            Box::pin(async move { Box::pin(me.open_with(&peer, &req, false)).await })
-        });
-        let early = EarlyStream::new(outcome.clone(), reopen, self.inner.tls.metrics().clone());
-        OpenedStream {
-            send: s.send.with_early(early.clone()),
-            response: ResponseFuture::Early(Box::new(s.response), early),
-            transport: s.transport,
-        }
     }
 
     /// The connections currently pooled for a peer (for tests and `/config`).
@@ -508,6 +502,15 @@ impl TunnelClient {
             .set_quic_broken_peers(self.inner.broken.len() as i64);
         let entry = self.pool_entry(peer);
         entry.conns.lock().expect("pool lock").push(conn);
+    }
+}
+
+/// A stream whose 0-RTT connection did not complete its handshake with
+/// the early data accepted.
+fn early_failed(peer: &PeerKey) -> TunnelError {
+    TunnelError::Open {
+        addr: peer.addr,
+        detail: "the connection failed before its handshake completed".into(),
     }
 }
 

@@ -151,12 +151,11 @@ pub struct TunnelConfig {
     /// their streams like any other. Edges do; gateways relay instead.
     pub inner_sessions: bool,
     /// A new QUIC connection to a peer that issued this proxy a session
-    /// ticket carries its first streams in 0-RTT data, a round trip before
-    /// the handshake completes (kept for a resend until the peer accepts
-    /// them). The accepting side always takes 0-RTT data (its tickets are
-    /// single-use, so no third party can replay it). Off by default: a
-    /// stream sent in 0-RTT data to a peer that turns out to be gone fails
-    /// after the open succeeded, so a caller cannot send it elsewhere.
+    /// ticket carries the head of an idempotent request in 0-RTT data, a
+    /// round trip before the handshake completes; the open returns once
+    /// the peer accepted it (refused: opened again on a full dial). The
+    /// accepting side always takes 0-RTT data (its tickets are single-use,
+    /// so no third party can replay it).
     pub early_data: bool,
 }
 
@@ -187,7 +186,7 @@ impl Default for TunnelConfig {
             tcp_idle_timeout: Duration::from_secs(3600),
             target_connect_timeout: Duration::from_secs(5),
             inner_sessions: true,
-            early_data: false,
+            early_data: true,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::body::{RecvBody, RecvInner, SendBody, SendInner};
-use super::early_data::{Early, EarlyStream};
+use super::early_data::Early;
 use super::error::{StreamError, TunnelError};
 use super::tracker::{ConnState, Reservation, StreamTicket};
 use crate::identity::SpiffeId;
@@ -80,9 +80,6 @@ pub enum ResponseFuture {
         Arc<StreamTicket>,
     ),
     H2(h2::client::ResponseFuture, Arc<StreamTicket>),
-    /// A stream sent in 0-RTT data: its response, or its replacement's if
-    /// the peer refused the early data.
-    Early(Box<ResponseFuture>, Arc<EarlyStream>),
 }
 
 impl ResponseFuture {
@@ -101,17 +98,6 @@ impl ResponseFuture {
                     RecvBody::new(RecvInner::H2(body), ticket),
                 ))
             }
-            // Boxed: the replacement may itself be an early stream.
-            ResponseFuture::Early(first, early) => match early.settled().await {
-                Early::Refused => Box::pin(early.replacement_response().await?.response()).await,
-                // The peer may have read the stream: not sent again, and
-                // failed as a stream of a lost connection (which callers
-                // may retry when the request allows it).
-                Early::Failed | Early::Pending => Err(StreamError::Connection(
-                    "the connection failed before its handshake completed".into(),
-                )),
-                Early::Accepted => Box::pin(first.response()).await,
-            },
         }
     }
 }
@@ -165,8 +151,8 @@ impl PeerConnection {
     }
 
     /// For a connection dialed with 0-RTT data whose peer has not (yet)
-    /// accepted it: the outcome to watch. Streams opened now keep a copy
-    /// of what they send.
+    /// accepted it: the outcome to watch. A stream sent on it now is early
+    /// data.
     pub(crate) fn early_unsettled(&self) -> Option<&tokio::sync::watch::Receiver<Early>> {
         self.early
             .as_ref()

@@ -61,8 +61,26 @@ pub(crate) async fn dial_quic(
                     metrics.clone(),
                     judge,
                 );
-                return quic_peer(conn, state, Some(watch), Vec::new(), metrics, cfg, addr, id)
-                    .await;
+                let early = quic_peer(
+                    conn.clone(),
+                    state,
+                    Some(watch),
+                    Vec::new(),
+                    metrics,
+                    cfg,
+                    addr,
+                    id,
+                );
+                return match early.await {
+                    Ok(c) => Ok(c),
+                    // HTTP/3 could not be set up before the peer refused
+                    // the early data (its control stream went with it):
+                    // a full dial instead.
+                    Err(_) => {
+                        conn.close(quinn::VarInt::from_u32(0x100), b"early data refused");
+                        Box::pin(dial_quic(endpoint, tls, cfg, addr, id, false)).await
+                    }
+                };
             }
             // No ticket for this peer: a full handshake.
             Err(connecting) => connecting,
@@ -126,12 +144,21 @@ fn judge_early(
             count(HandshakeResult::Timeout);
             return Early::Failed;
         };
-        if let Some(reason) = conn.close_reason() {
-            count(match is_refusal(&reason) {
-                true => HandshakeResult::Rejected,
-                false => HandshakeResult::Error,
-            });
-            return Early::Failed;
+        match (conn.close_reason(), accepted) {
+            // HTTP/3 closes the connection itself once the peer refused the
+            // early data (its control stream was discarded with it).
+            (Some(quinn::ConnectionError::LocallyClosed), false) => {
+                count(HandshakeResult::Ok);
+                return Early::Refused;
+            }
+            (None, _) => {}
+            (Some(reason), _) => {
+                count(match is_refusal(&reason) {
+                    true => HandshakeResult::Rejected,
+                    false => HandshakeResult::Error,
+                });
+                return Early::Failed;
+            }
         }
         if current_chain(&metrics, addr, &quic_peer_chain(conn)).is_err() {
             count(HandshakeResult::Rejected);
@@ -159,6 +186,7 @@ async fn quic_peer(
     addr: SocketAddr,
     id: &SpiffeId,
 ) -> Result<PeerConnection, QuicFailure> {
+    let early_dial = early.is_some();
     let (mut driver, send) = h3::client::builder()
         .max_field_section_size(u64::from(cfg.max_header_bytes))
         .build::<_, _, Bytes>(h3_quinn::Connection::new(conn.clone()))
@@ -168,6 +196,10 @@ async fn quic_peer(
                 addr,
                 detail: e.to_string(),
             };
+            // A 0-RTT dial's handshake is counted by its watcher.
+            if early_dial {
+                return QuicFailure::Unreachable(err);
+            }
             // TLS 1.3: the server checks our certificate after our side of
             // the handshake is done, so its refusal can arrive only now.
             if conn.close_reason().is_some_and(|r| is_refusal(&r)) {

@@ -7,7 +7,7 @@ pub mod client;
 pub mod config;
 pub mod connection;
 mod dial;
-pub mod early_data;
+mod early_data;
 pub mod error;
 pub mod headers;
 pub mod incoming;

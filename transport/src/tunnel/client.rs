@@ -127,8 +127,9 @@ impl TunnelClient {
     ///
     /// On a QUIC connection still in its 0-RTT handshake, an idempotent
     /// request's head goes out at once (early data) and the stream is
-    /// returned once the peer accepted it; refused, it is opened again on a
-    /// full dial. Other requests wait for the handshake before sending.
+    /// returned once the peer accepted it; otherwise it is opened again on
+    /// a full dial (with the TLS/TCP race). Other requests wait for the
+    /// handshake before sending.
     pub async fn open(
         &self,
         peer: &PeerKey,
@@ -158,14 +159,19 @@ impl TunnelClient {
                     None => return Ok(s),
                     Some(mut rx) => match settled(&mut rx).await {
                         Early::Accepted => return Ok(s),
-                        // Discarded unread: opened again on a full dial.
-                        Early::Refused => {
+                        // Opened again on a full dial: refused, the peer
+                        // read none of it; otherwise it may have, and the
+                        // request is idempotent. Unanswered, QUIC is
+                        // remembered broken as when TLS/TCP wins a race.
+                        outcome => {
+                            if outcome == Early::Unanswered {
+                                self.note_broken(peer, &early_failed(peer));
+                            }
                             self.inner.tls.metrics().early_replay();
-                            tracing::debug!(peer = %peer.id, addr = %peer.addr, "peer refused early data; opening the stream again on a new connection");
+                            tracing::debug!(peer = %peer.id, addr = %peer.addr, ?outcome, "early data not taken; opening the stream again on a full dial");
                             last = Some(early_failed(peer));
                             early = false;
                         }
-                        Early::Failed | Early::Pending => return Err(early_failed(peer)),
                     },
                 },
                 // The request itself was refused (the connection is not
@@ -510,7 +516,8 @@ impl TunnelClient {
 fn early_failed(peer: &PeerKey) -> TunnelError {
     TunnelError::Open {
         addr: peer.addr,
-        detail: "the connection failed before its handshake completed".into(),
+        detail: "the 0-RTT connection did not complete its handshake with the early data taken"
+            .into(),
     }
 }
 

@@ -56,7 +56,7 @@ pub(crate) async fn dial_quic(
                 let watch = early_data::watch_handshake(
                     conn.clone(),
                     accepted,
-                    (cfg.handshake_timeout, cfg.head_start),
+                    cfg.head_start,
                     state.clone(),
                     metrics.clone(),
                     judge,
@@ -142,7 +142,7 @@ fn judge_early(
         let count = |r| metrics.handshake(TransportKind::Quic, Side::Client, r);
         let Some(accepted) = waited else {
             count(HandshakeResult::Timeout);
-            return Early::Failed;
+            return Early::Unanswered;
         };
         match (conn.close_reason(), accepted) {
             // HTTP/3 closes the connection itself once the peer refused the

@@ -8,12 +8,13 @@
 //! [`watch_handshake`] waits for such a connection's handshake and
 //! publishes its outcome ([`Early`]): the peer accepted the early data,
 //! refused it (the handshake completed and the data was discarded unread:
-//! the ticket was unknown after a restart, stale after a rotation), or the
-//! connection failed first. `TunnelClient::open` hands a stream sent early
-//! to its caller only once the peer accepted it, opens it again on a full
-//! dial after a refusal, and fails the open after a failure. Replays by
-//! third parties are refused by the server: tickets are stateful and
-//! redeemed once (`crate::tls::sessions`).
+//! the ticket was unknown after a restart, stale after a rotation), the
+//! connection failed first, or nothing answered within the head start.
+//! `TunnelClient::open` hands a stream sent early to its caller only once
+//! the peer accepted it, and otherwise opens it again on a full dial (the
+//! request is idempotent, so even a peer that read it may get it again).
+//! Replays by third parties are refused by the server: tickets are
+//! stateful and redeemed once (`crate::tls::sessions`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,77 +34,52 @@ pub(crate) enum Early {
     /// The handshake completed and the server discarded the early data:
     /// streams opened before are opened again on a new connection.
     Refused,
-    /// The connection failed before completing its handshake: opens of
-    /// streams sent on it fail.
+    /// The connection failed before completing its handshake.
     Failed,
+    /// No handshake within the head start (UDP dropped, or the peer gone):
+    /// given up, as a full dial gives QUIC up to the TLS/TCP race.
+    Unanswered,
 }
 
-/// Waits (at most `timeout`) for a 0-RTT connection's handshake and
-/// publishes the outcome `judge` makes of it (`None`: timed out, or the
-/// peer is gone; else
-/// whether the server accepted the early data). `judge` also checks the
-/// server's chain (a resumed session may carry one that has expired since)
-/// and counts the handshake. Unless accepted, the connection leaves the
-/// pool; a refused one is then closed (its HTTP/3 control stream was
-/// discarded with the early data).
+/// Waits (at most `head_start`) for a 0-RTT connection's handshake and
+/// publishes the outcome `judge` makes of it (`None`: no handshake in
+/// time; else whether the server accepted the early data). `judge` also
+/// checks the server's chain (a resumed session may carry one that has
+/// expired since) and counts the handshake. Unless accepted, the
+/// connection leaves the pool and is closed (after a refusal its HTTP/3
+/// control stream is gone with the early data).
 ///
-/// A peer that has gone away must not hold its streams for the whole
-/// handshake timeout (a full dial learns it from the TLS/TCP race): once
-/// `head_start` passes without a completed handshake, a TCP connect to the
-/// peer's port that is refused closes the connection (its streams fail,
-/// and the edge retries what it may elsewhere).
+/// The wait is the head start a full dial gives QUIC before it races
+/// TLS/TCP: a peer that answered QUIC when it issued the ticket and does
+/// not answer now has lost UDP, or is gone, and its stream is opened
+/// again on a full dial, with that race.
 pub(crate) fn watch_handshake(
     conn: quinn::Connection,
     accepted: quinn::ZeroRttAccepted,
-    (timeout, head_start): (Duration, Duration),
+    head_start: Duration,
     state: Arc<ConnState>,
     metrics: TransportMetrics,
     judge: impl FnOnce(&quinn::Connection, Option<bool>) -> Early + Send + 'static,
 ) -> watch::Receiver<Early> {
     let (tx, rx) = watch::channel(Early::Pending);
     tokio::spawn(async move {
-        let addr = conn.remote_address();
-        let waited = tokio::select! {
-            r = tokio::time::timeout(timeout, accepted) => r.ok(),
-            () = refuses_tcp_after(addr, head_start) => {
-                tracing::debug!(%addr, "no QUIC handshake and the peer's TCP port refuses: peer down");
-                conn.close(quinn::VarInt::from_u32(0x100), b"peer down");
-                // Judged like a handshake that timed out: no answer.
-                None
-            }
-        };
+        let waited = tokio::time::timeout(head_start, accepted).await.ok();
         let outcome = judge(&conn, waited);
         metrics.early_data(match outcome {
             Early::Accepted => EarlyDataResult::Accepted,
             Early::Refused => EarlyDataResult::Refused,
-            Early::Pending | Early::Failed => EarlyDataResult::Failed,
+            Early::Pending | Early::Failed | Early::Unanswered => EarlyDataResult::Failed,
         });
         if outcome != Early::Accepted {
             state.mark_closed();
         }
         let _ = tx.send(outcome);
-        match outcome {
-            Early::Refused => {
-                tracing::debug!(addr = %conn.remote_address(), "peer refused early data; streams sent in it go again on a new connection");
-                conn.close(quinn::VarInt::from_u32(0x100), b"early data refused");
-            }
-            Early::Failed if conn.close_reason().is_none() => {
-                conn.close(quinn::VarInt::from_u32(0x100), b"handshake failed");
-            }
-            _ => {}
+        if outcome != Early::Accepted && conn.close_reason().is_none() {
+            tracing::debug!(addr = %conn.remote_address(), ?outcome, "0-RTT connection given up; its streams are opened again on a full dial");
+            conn.close(quinn::VarInt::from_u32(0x100), b"early data not taken");
         }
     });
     rx
-}
-
-/// Returns once a TCP connect to `addr`, tried after `wait`, is refused;
-/// never otherwise.
-async fn refuses_tcp_after(addr: std::net::SocketAddr, wait: Duration) {
-    tokio::time::sleep(wait).await;
-    match tokio::net::TcpStream::connect(addr).await {
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-        _ => std::future::pending().await,
-    }
 }
 
 /// Waits until `rx` leaves [`Early::Pending`].

@@ -142,10 +142,14 @@ pub fn run(env: &Env, kind: PathKind, ctx: &Ctx, results: &mut Results) {
         t.set(kind, RESUMED, ms(r));
     }
     if kind.is_ferry() && repeats > 0 {
+        let early = match kind.ferry_transport() {
+            Some("quic") => ", the request in 0-RTT data",
+            _ => "",
+        };
         t.note(
             kind,
             format!(
-                "resumed: a new tunnel connection between running edges (QUIC: the request in 0-RTT data); {tls_resumed} of {repeats} resumed its TLS session"
+                "resumed: a new tunnel connection between running edges{early}; {tls_resumed} of {repeats} resumed its TLS session"
             ),
         );
     }

@@ -42,8 +42,8 @@ pub struct ConnParts {
     pub(crate) peer_id: SpiffeId,
     pub(crate) metrics: TransportMetrics,
     pub(crate) quic: Option<quinn::Connection>,
-    /// The certificate chain the peer presented (for a connection dialed
-    /// with 0-RTT data: the chain its ticket was issued under).
+    /// The certificate chain the peer presented over TLS/TCP (QUIC keeps
+    /// its own, see [`PeerConnection::peer_chain`]).
     pub(crate) peer_chain: Arc<Vec<rustls_pki_types::CertificateDer<'static>>>,
     /// For a QUIC connection dialed with 0-RTT data: what became of it.
     pub(crate) early: Option<tokio::sync::watch::Receiver<Early>>,
@@ -124,12 +124,13 @@ impl PeerConnection {
         self.addr
     }
 
-    /// The certificate chain the peer presented (leaf first); empty while
-    /// a connection dialed with 0-RTT data has not completed its handshake.
+    /// The certificate chain the peer presented (leaf first): QUIC keeps
+    /// it on the connection (empty while a 0-RTT dial's handshake is
+    /// pending), TLS/TCP here.
     pub fn peer_chain(&self) -> Vec<rustls_pki_types::CertificateDer<'static>> {
-        match (&self.quic, self.early.is_some()) {
-            (Some(q), true) => super::dial::quic_peer_chain(q),
-            _ => self.peer_chain.to_vec(),
+        match &self.quic {
+            Some(q) => super::dial::quic_peer_chain(q),
+            None => self.peer_chain.to_vec(),
         }
     }
 

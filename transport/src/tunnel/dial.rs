@@ -61,16 +61,7 @@ pub(crate) async fn dial_quic(
                     metrics.clone(),
                     judge,
                 );
-                let early = quic_peer(
-                    conn.clone(),
-                    state,
-                    Some(watch),
-                    Vec::new(),
-                    metrics,
-                    cfg,
-                    addr,
-                    id,
-                );
+                let early = quic_peer(conn.clone(), state, Some(watch), metrics, cfg, addr, id);
                 return match early.await {
                     Ok(c) => Ok(c),
                     // HTTP/3 could not be set up before the peer refused
@@ -110,14 +101,13 @@ pub(crate) async fn dial_quic(
             }));
         }
     };
-    let peer_chain = quic_peer_chain(&conn);
-    if let Err(e) = current_chain(&metrics, addr, &peer_chain) {
+    if let Err(e) = current_chain(&metrics, addr, &quic_peer_chain(&conn)) {
         metrics.handshake(TransportKind::Quic, Side::Client, HandshakeResult::Rejected);
         conn.close(quinn::VarInt::from_u32(0x100), b"peer certificate refused");
         return Err(QuicFailure::Refused(e));
     }
     let state = ConnState::new();
-    quic_peer(conn, state, None, peer_chain, metrics, cfg, addr, id).await
+    quic_peer(conn, state, None, metrics, cfg, addr, id).await
 }
 
 /// The chain a QUIC peer presented (or its resumed session carries).
@@ -175,12 +165,10 @@ fn judge_early(
 
 /// HTTP/3 on a QUIC connection (established, or still in its handshake
 /// with `early` set), and the pool's handle on it.
-#[allow(clippy::too_many_arguments)]
 async fn quic_peer(
     conn: quinn::Connection,
     state: std::sync::Arc<ConnState>,
     early: Option<tokio::sync::watch::Receiver<Early>>,
-    peer_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
     metrics: TransportMetrics,
     cfg: &TunnelConfig,
     addr: SocketAddr,
@@ -229,7 +217,8 @@ async fn quic_peer(
         addr,
         peer_id: id.clone(),
         metrics,
-        peer_chain: std::sync::Arc::new(peer_chain),
+        // QUIC keeps the peer's chain on the connection.
+        peer_chain: std::sync::Arc::new(Vec::new()),
         quic: Some(conn),
         early,
     }))

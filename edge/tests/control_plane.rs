@@ -401,13 +401,36 @@ async fn control_plane_restart_under_traffic_disturbs_nothing() {
     let client = http_client();
     // The watcher's reconnect back-off doubles up to 5 s; on two busy
     // vCPUs the resync has taken longer than 8 s.
-    assert!(
-        wait_until(Duration::from_secs(15), || async {
-            matches!(get(&client, s.listener, "/").await, Ok((200, _, b)) if b.starts_with("two"))
-        })
-        .await,
-        "after the restart the edge resynced and sees api-2"
-    );
+    let resynced = wait_until(Duration::from_secs(15), || async {
+        matches!(get(&client, s.listener, "/").await, Ok((200, _, b)) if b.starts_with("two"))
+    })
+    .await;
+    if !resynced {
+        // What the web edge knows and did, for the failure message.
+        let config = admin_get(s.web.admin, "/config").await.1;
+        let metrics = admin_get(s.web.admin, "/metrics").await.1;
+        let lines: Vec<&str> = metrics
+            .lines()
+            .filter(|l| {
+                !l.starts_with('#')
+                    && [
+                        "handshakes",
+                        "early_data",
+                        "fallbacks",
+                        "requests_total",
+                        "quic_broken",
+                    ]
+                    .iter()
+                    .any(|k| l.contains(k))
+                    && !l.ends_with(" 0")
+            })
+            .collect();
+        let last = get(&client, s.listener, "/").await;
+        panic!(
+            "after the restart the edge did not reach api-2 within 15 s; last answer {last:?}\nweb /config: {config}\nweb metrics:\n{}",
+            lines.join("\n")
+        );
+    }
     stop.store(true, Ordering::Relaxed);
     let (ok, failures) = running.await.unwrap();
     assert!(

@@ -1,7 +1,10 @@
 //! Load balancing: power of two choices over peak-EWMA latency, weighted by
-//! outstanding requests. Endpoints that fail consecutively are set aside
-//! with exponential back-off and retried afterwards. State is kept per
-//! endpoint across discovery updates.
+//! outstanding requests. An endpoint's estimate decays toward zero while it
+//! gets no traffic, so one slow answer does not keep it out for good; an
+//! endpoint with no answer yet competes on outstanding requests alone, so a
+//! new endpoint gets its share at once without being flooded. Endpoints
+//! that fail consecutively are set aside with exponential back-off and
+//! retried afterwards. State is kept per endpoint across discovery updates.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,10 +14,8 @@ use rand::Rng;
 
 use crate::discovery::Endpoint;
 
-/// EWMA decay time.
+/// EWMA decay time; also how fast an idle endpoint's estimate fades.
 const DECAY: Duration = Duration::from_secs(10);
-/// Cost of an endpoint with no observation yet (1 ms): new endpoints get traffic.
-const INITIAL_COST_NS: f64 = 1_000_000.0;
 /// Consecutive failures before an endpoint is set aside.
 const FAILURES_TO_EJECT: u32 = 3;
 const EJECT_BASE: Duration = Duration::from_millis(500);
@@ -22,7 +23,9 @@ const EJECT_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 struct State {
-    ewma_ns: f64,
+    /// Peak-EWMA latency; `None` until the first answer.
+    ewma_ns: Option<f64>,
+    /// When `ewma_ns` was last updated.
     stamp: Instant,
     consecutive_failures: u32,
     ejections: u32,
@@ -43,7 +46,7 @@ impl EndpointStats {
     fn new() -> Self {
         Self {
             state: Mutex::new(State {
-                ewma_ns: INITIAL_COST_NS,
+                ewma_ns: None,
                 stamp: Instant::now(),
                 consecutive_failures: 0,
                 ejections: 0,
@@ -54,10 +57,18 @@ impl EndpointStats {
         }
     }
 
-    fn cost(&self) -> f64 {
+    fn outstanding(&self) -> usize {
+        self.pending.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Latency estimate × (outstanding + 1) at `now`, the estimate faded
+    /// toward zero for the time since the last answer; `None` before the
+    /// first answer.
+    fn cost(&self, now: Instant) -> Option<f64> {
         let s = self.state.lock().expect("stats lock");
-        let pending = self.pending.load(std::sync::atomic::Ordering::Relaxed) as f64;
-        s.ewma_ns * (pending + 1.0)
+        let idle = now.saturating_duration_since(s.stamp).as_secs_f64();
+        let faded = s.ewma_ns? * (-idle / DECAY.as_secs_f64()).exp();
+        Some(faded * (self.outstanding() as f64 + 1.0))
     }
 
     fn available(&self, now: Instant) -> bool {
@@ -67,17 +78,21 @@ impl EndpointStats {
 
     /// Records the outcome of a request sent at `sent`.
     fn observe(&self, sent: Instant, ok: bool) {
+        self.observe_at(sent, Instant::now(), ok);
+    }
+
+    fn observe_at(&self, sent: Instant, now: Instant, ok: bool) {
         let mut s = self.state.lock().expect("stats lock");
-        let now = Instant::now();
         let rtt = now.saturating_duration_since(sent).as_nanos() as f64;
-        if rtt > s.ewma_ns {
+        s.ewma_ns = Some(match s.ewma_ns {
             // Peak: react to a slow endpoint at once.
-            s.ewma_ns = rtt;
-        } else {
-            let elapsed = now.saturating_duration_since(s.stamp).as_secs_f64();
-            let w = (-elapsed / DECAY.as_secs_f64()).exp();
-            s.ewma_ns = s.ewma_ns * w + rtt * (1.0 - w);
-        }
+            Some(ewma) if rtt <= ewma => {
+                let elapsed = now.saturating_duration_since(s.stamp).as_secs_f64();
+                let w = (-elapsed / DECAY.as_secs_f64()).exp();
+                ewma * w + rtt * (1.0 - w)
+            }
+            _ => rtt,
+        });
         s.stamp = now;
         if ok {
             s.consecutive_failures = 0;
@@ -104,6 +119,20 @@ impl EndpointStats {
     }
 }
 
+/// Whether `x` should win over `y`. Two answered endpoints compare their
+/// costs; when either has no answer yet, outstanding requests decide and a
+/// tie goes to the one without an answer (it needs one to be compared).
+fn cheaper(x: &EndpointStats, y: &EndpointStats, now: Instant) -> bool {
+    match (x.cost(now), y.cost(now)) {
+        (Some(cx), Some(cy)) => cx < cy,
+        (cx, cy) => match x.outstanding().cmp(&y.outstanding()) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Equal => cx.is_none() && cy.is_some(),
+        },
+    }
+}
+
 /// A request in flight to an endpoint; report its outcome with [`Lease::done`].
 #[derive(Debug)]
 pub struct Lease {
@@ -113,6 +142,14 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// Times the request from `at` instead of from the pick: the caller
+    /// passes when its stream was opened on a ready connection, so setting
+    /// up a new connection (a handshake, several round trips) is not taken
+    /// for the endpoint's latency.
+    pub fn since(&mut self, at: Instant) {
+        self.start = at;
+    }
+
     pub fn done(mut self, ok: bool) {
         self.reported = true;
         self.stats.observe(self.start, ok);
@@ -150,10 +187,13 @@ impl Balancer {
     /// If every endpoint is set aside, all are candidates again (better to
     /// try than to fail outright).
     pub fn pick(&self, endpoints: &[Endpoint]) -> Option<(Endpoint, Lease)> {
+        self.pick_at(endpoints, Instant::now())
+    }
+
+    fn pick_at(&self, endpoints: &[Endpoint], now: Instant) -> Option<(Endpoint, Lease)> {
         if endpoints.is_empty() {
             return None;
         }
-        let now = Instant::now();
         // Available primaries; else available failover endpoints (a remote
         // cluster backing this service); else every primary, set aside or
         // not (better a likely failure than none at all); else everything.
@@ -185,10 +225,10 @@ impl Balancer {
             if b >= a {
                 b += 1;
             }
-            let pick = if candidates[a].1.cost() <= candidates[b].1.cost() {
-                a
-            } else {
+            let pick = if cheaper(&candidates[b].1, &candidates[a].1, now) {
                 b
+            } else {
+                a
             };
             candidates.swap_remove(pick)
         };
@@ -292,6 +332,57 @@ mod tests {
             drop(lease);
         }
         assert_eq!(fast, 100, "with two endpoints P2C always compares both");
+    }
+
+    #[test]
+    fn a_new_endpoint_gets_traffic_beside_a_fast_one_without_being_flooded() {
+        let b = Balancer::default();
+        let eps = vec![ep(1), ep(2)];
+        // eps[0] answers in 100 µs, far below any fixed guess for eps[1].
+        b.stats(&eps[0])
+            .observe(ago(Duration::from_micros(100)), true);
+        let (first, held) = b.pick(&eps).unwrap();
+        assert_eq!(first, eps[1], "the new endpoint is tried at once");
+        // While its first request is out, it is not sent more than the
+        // known endpoint has in flight.
+        let (second, _l) = b.pick(&eps).unwrap();
+        assert_eq!(second, eps[0]);
+        drop(held);
+    }
+
+    #[test]
+    fn connection_setup_is_not_taken_for_latency() {
+        let b = Balancer::default();
+        let eps = vec![ep(1)];
+        let (_, mut lease) = b.pick(&eps).unwrap();
+        // Picked 50 ms ago (a handshake), the stream opened 100 µs ago.
+        lease.start = ago(Duration::from_millis(50));
+        lease.since(ago(Duration::from_micros(100)));
+        lease.done(true);
+        let ewma = b.stats(&eps[0]).state.lock().unwrap().ewma_ns.unwrap();
+        assert!(ewma < 10_000_000.0, "{ewma} ns");
+    }
+
+    #[test]
+    fn one_slow_answer_fades_and_the_endpoint_is_tried_again() {
+        let b = Balancer::default();
+        let eps = vec![ep(1), ep(2)];
+        let t0 = Instant::now();
+        // eps[0] once took 50 ms (a cold start); eps[1] answers in 100 µs
+        // and keeps getting the traffic, so its estimate stays fresh.
+        b.stats(&eps[0])
+            .observe_at(t0 - Duration::from_millis(50), t0, true);
+        let answered = |at: Instant| {
+            b.stats(&eps[1])
+                .observe_at(at - Duration::from_micros(100), at, true)
+        };
+        answered(t0);
+        assert_eq!(b.pick_at(&eps, t0).unwrap().0, eps[1]);
+        // A minute and a half later eps[0]'s 50 ms have faded below eps[1]'s
+        // current 100 µs: it gets a request again.
+        let later = t0 + Duration::from_secs(90);
+        answered(later);
+        assert_eq!(b.pick_at(&eps, later).unwrap().0, eps[0]);
     }
 
     #[test]

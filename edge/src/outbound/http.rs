@@ -277,7 +277,7 @@ async fn forward_inner(
     *tunnel_req.uri_mut() = uri;
     *tunnel_req.headers_mut() = headers;
     for attempt in 0..2 {
-        let Some((endpoint, lease)) = ctx.balancer.pick(&candidates) else {
+        let Some((endpoint, mut lease)) = ctx.balancer.pick(&candidates) else {
             break;
         };
         // A retry goes to another endpoint when there is one.
@@ -294,7 +294,10 @@ async fn forward_inner(
         )
         .await
         {
-            Ok(Ok(o)) => o,
+            Ok(Ok(o)) => {
+                lease.since(std::time::Instant::now());
+                o
+            }
             Ok(Err(e)) => {
                 lease.done(false);
                 tracing::debug!(peer = %endpoint.id, error = %e, "opening the tunnel request failed");

@@ -62,13 +62,14 @@ pub async fn forward(tcp: TcpStream, prefix: Bytes, target: Target, ctx: Arc<Edg
             }
         }
     }
-    let Some((mut tunnel, endpoint, lease)) = opened else {
+    let Some((mut tunnel, endpoint, mut lease)) = opened else {
         if endpoints.is_empty() {
             tracing::info!(target: "access", direction = "outbound", dst = %name, result = "no_endpoints", "tcp refused");
         }
         reset_tcp_stream(tcp);
         return;
     };
+    lease.since(tunnel.opened_at);
     lease.done(true);
     let transport = tunnel.transport;
     let prefix_len = prefix.len() as u64;

@@ -5,7 +5,7 @@
 //! refused, 503 unreachable, 504 timed out.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use tokio::net::TcpStream;
@@ -34,6 +34,9 @@ pub struct TcpTunnel {
     pub send: SendBody,
     pub recv: RecvBody,
     pub transport: TransportKind,
+    /// When the stream was opened on a ready connection (after any dial):
+    /// from here to the 200 is the peer's answer time.
+    pub opened_at: Instant,
 }
 
 impl TunnelClient {
@@ -71,6 +74,7 @@ impl TunnelClient {
         req: http::Request<()>,
     ) -> Result<TcpTunnel, TunnelError> {
         let opened = self.open(peer, &req).await?;
+        let opened_at = Instant::now();
         let (resp, mut recv) = opened.response.response().await?;
         if resp.status() != StatusCode::OK {
             let why = resp
@@ -89,6 +93,7 @@ impl TunnelClient {
             send: opened.send,
             recv,
             transport: opened.transport,
+            opened_at,
         })
     }
 }

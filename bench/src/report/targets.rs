@@ -81,6 +81,24 @@ pub fn evaluate(r: &Results) -> Vec<Check> {
                 q / raw >= 0.9,
             );
         }
+        if let (Some(q), Some(h)) = (
+            r.get(l, &b1, FerryQuic, bulk::CPU),
+            r.get(l, &b1, FerryH2, bulk::CPU),
+        ) {
+            // Small datagrams cost QUIC more per byte: the issue allows
+            // more at MTU 1,500 than on loopback and at MTU 9,000.
+            let limit = if l.starts_with("veth MTU 1500") {
+                1.5
+            } else {
+                1.2
+            };
+            push(
+                l,
+                &format!("bulk 1 flow: Ferry QUIC CPU-s/GiB ≤ {limit}× the TLS/TCP fallback's"),
+                format!("{q:.2} / {h:.2} = {:.2}×", q / h),
+                q / h <= limit,
+            );
+        }
         // The targets name Ferry's HTTP-aware path; the same checks on the
         // opaque-HTTP path (an L4 proxy, like the pairs) show what the
         // per-request work costs.
@@ -229,6 +247,44 @@ mod tests {
                     true,
                 ),
             ])
+        );
+    }
+
+    #[test]
+    fn quic_cpu_per_gib_is_held_to_the_links_limit() {
+        let mut r = Results::default();
+        for (link, quic) in [
+            ("loopback", 1.3),
+            ("veth MTU 1500", 1.4),
+            ("veth MTU 9000", 1.1),
+        ] {
+            let t = r.table(link, &bulk::scenario(1), &bulk::metrics());
+            t.set(FerryQuic, bulk::CPU, quic);
+            t.set(FerryH2, bulk::CPU, 1.0);
+        }
+        let got: Vec<(String, String, bool)> = evaluate(&r)
+            .into_iter()
+            .map(|c| (c.link, c.target, c.met))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "loopback".into(),
+                    "bulk 1 flow: Ferry QUIC CPU-s/GiB ≤ 1.2× the TLS/TCP fallback's".into(),
+                    false
+                ),
+                (
+                    "veth MTU 1500".into(),
+                    "bulk 1 flow: Ferry QUIC CPU-s/GiB ≤ 1.5× the TLS/TCP fallback's".into(),
+                    true
+                ),
+                (
+                    "veth MTU 9000".into(),
+                    "bulk 1 flow: Ferry QUIC CPU-s/GiB ≤ 1.2× the TLS/TCP fallback's".into(),
+                    true
+                ),
+            ]
         );
     }
 

@@ -198,3 +198,49 @@ async fn expired_client_is_refused_on_resumption_over_quic() {
 async fn expired_client_is_refused_on_resumption_over_tls_tcp() {
     expired_client_is_refused_on_resumption(TransportKind::H2).await;
 }
+
+/// Two peers with one identity behind one IP (two edges on one host), each
+/// with its own ticket cache: each is offered only its own tickets, and
+/// reconnects to both resume.
+async fn peers_on_one_address_keep_their_own_tickets(kind: TransportKind) {
+    let a = setup(kind, Duration::from_secs(3600)).await;
+    let (b_tls, _) = tls_with_registry(a.pki.store(SERVER_ID, &[]));
+    let cfg = TunnelConfig {
+        force_transport: Some(kind),
+        ..test_config()
+    };
+    let (b_server, _) = connect_server(b_tls.clone(), cfg).await;
+    let b_peer = PeerKey::new(b_server.local_addr(), id(SERVER_ID));
+    assert_eq!(a.peer.addr.ip(), b_peer.addr.ip());
+    echo_once(&a.client, &a.peer, a.echo, b"to a")
+        .await
+        .unwrap();
+    echo_once(&a.client, &b_peer, a.echo, b"to b")
+        .await
+        .unwrap();
+    let b_count = |r| b_tls.metrics().resumption_count(r);
+    assert_eq!(
+        b_count(ResumptionResult::Unknown),
+        0,
+        "b was offered a's ticket"
+    );
+    assert_eq!(a.reconnect().await, Ok(kind));
+    assert_eq!(a.resumed(), 1);
+    a.client.forget(&b_peer);
+    assert_eq!(
+        echo_once(&a.client, &b_peer, a.echo, b"b again").await,
+        Ok(kind)
+    );
+    assert_eq!(b_count(ResumptionResult::Resumed), 1);
+    assert_eq!(a.count(ResumptionResult::Unknown), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_on_one_address_keep_their_own_tickets_over_quic() {
+    peers_on_one_address_keep_their_own_tickets(TransportKind::Quic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_on_one_address_keep_their_own_tickets_over_tls_tcp() {
+    peers_on_one_address_keep_their_own_tickets(TransportKind::H2).await;
+}

@@ -162,6 +162,9 @@ impl TlsConfigs {
             .with_client_cert_resolver(Arc::new(CurrentCert(self.store.clone())));
         cfg.alpn_protocols = vec![alpn.to_vec()];
         cfg.resumption = rustls::client::Resumption::in_memory_sessions(CLIENT_SESSIONS);
+        // Dials name the peer's address and port for the session cache
+        // (`session_name`), a name nobody else needs to see.
+        cfg.enable_sni = false;
         // Only QUIC sends early data, and only when the dial asks for it
         // (`TunnelConfig::early_data`).
         cfg.enable_early_data = alpn == ALPN_H3;

@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use rustls_pki_types::ServerName;
 
 use super::config::TunnelConfig;
 use super::connection::{ConnParts, PeerConnection, Sender};
@@ -39,7 +38,7 @@ pub(crate) async fn dial_quic(
     let metrics = tls.metrics().clone();
     let client_cfg = quic_endpoint::client_config(tls.client(id, ALPN_H3), cfg)
         .map_err(|e| QuicFailure::Refused(TunnelError::Connect { addr, detail: e }))?;
-    let server_name = addr.ip().to_string();
+    let server_name = crate::tls::session_name(addr);
     let connecting = endpoint
         .connect_with(client_cfg, addr, &server_name)
         .map_err(|e| {
@@ -302,7 +301,7 @@ where
         let io = io.await?;
         let connector = tokio_rustls::TlsConnector::from(tls.client(id, ALPN_H2));
         let tls_stream = connector
-            .connect(ServerName::IpAddress(addr.ip().into()), io)
+            .connect(crate::tls::session_server_name(addr), io)
             .await
             .map_err(|e| TunnelError::Handshake {
                 addr,

@@ -220,6 +220,50 @@ struct Setup {
     listener: SocketAddr,
 }
 
+/// For a failure message: the web edge's answer now, what it knows
+/// (`/config`) and did (counters), and what the control plane serves.
+async fn what_the_edge_knows(s: &Setup, client: &HttpClient) -> String {
+    let last = get(client, s.listener, "/").await;
+    let config = admin_get(s.web.admin, "/config").await.1;
+    let metrics = admin_get(s.web.admin, "/metrics").await.1;
+    let counters: Vec<&str> = metrics
+        .lines()
+        .filter(|l| {
+            !l.starts_with('#')
+                && [
+                    "handshakes",
+                    "early_data",
+                    "fallbacks",
+                    "requests_total",
+                    "quic_broken",
+                    "discovery",
+                ]
+                .iter()
+                .any(|k| l.contains(k))
+                && !l.ends_with(" 0")
+        })
+        .collect();
+    let (mesh, control) = match &s.plane.control {
+        Some(c) => (
+            admin_req(c.admin, "GET", "/mesh").await.1,
+            s.plane.control_metrics().await,
+        ),
+        None => ("(stopped)".into(), String::new()),
+    };
+    let control: Vec<&str> = control
+        .lines()
+        .filter(|l| {
+            !l.starts_with('#')
+                && (l.contains("mesh") || l.contains("watch") || l.contains("update"))
+        })
+        .collect();
+    format!(
+        "last answer {last:?}\nweb /config: {config}\nweb counters:\n{}\ncontrol /mesh: {mesh}\ncontrol counters:\n{}",
+        counters.join("\n"),
+        control.join("\n")
+    )
+}
+
 /// Declares a second api workload (app answering "two"), starts its edge
 /// and records its tunnel in the spec (not yet serving the service).
 async fn add_api2(s: &mut Setup) -> (RunningEdge, Arc<AtomicUsize>) {
@@ -371,11 +415,14 @@ async fn a_mesh_change_reaches_the_edge_and_traffic_follows() {
     s.plane.update(&s.spec);
     // Generous: the whole suite runs on two shared vCPUs (it took 10 s
     // once); the change usually arrives within a few hundred ms.
+    let emptied = wait_until(Duration::from_secs(10), || async {
+        matches!(get(&client, s.listener, "/").await, Ok((503, e, _)) if e == "no_endpoints")
+    })
+    .await;
     assert!(
-        wait_until(Duration::from_secs(10), || async {
-            matches!(get(&client, s.listener, "/").await, Ok((503, e, _)) if e == "no_endpoints")
-        })
-        .await
+        emptied,
+        "the edge did not see the service emptied within 10 s\n{}",
+        what_the_edge_knows(&s, &client).await
     );
     for e in [s.web, s.api, api2] {
         e.shutdown().await;
@@ -406,29 +453,9 @@ async fn control_plane_restart_under_traffic_disturbs_nothing() {
     })
     .await;
     if !resynced {
-        // What the web edge knows and did, for the failure message.
-        let config = admin_get(s.web.admin, "/config").await.1;
-        let metrics = admin_get(s.web.admin, "/metrics").await.1;
-        let lines: Vec<&str> = metrics
-            .lines()
-            .filter(|l| {
-                !l.starts_with('#')
-                    && [
-                        "handshakes",
-                        "early_data",
-                        "fallbacks",
-                        "requests_total",
-                        "quic_broken",
-                    ]
-                    .iter()
-                    .any(|k| l.contains(k))
-                    && !l.ends_with(" 0")
-            })
-            .collect();
-        let last = get(&client, s.listener, "/").await;
         panic!(
-            "after the restart the edge did not reach api-2 within 15 s; last answer {last:?}\nweb /config: {config}\nweb metrics:\n{}",
-            lines.join("\n")
+            "after the restart the edge did not reach api-2 within 15 s\n{}",
+            what_the_edge_knows(&s, &client).await
         );
     }
     stop.store(true, Ordering::Relaxed);

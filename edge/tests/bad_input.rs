@@ -43,9 +43,9 @@ impl Setup {
     }
 }
 
-/// Server edge "api": HTTP app (web:8080), banner app on a port that is
-/// not server-first (chat:7000), and a service with no endpoints
-/// (none:81). Client edge "web" with a 200 ms detection timeout.
+/// Server edge "api": HTTP app (web:8080, and decl:8081 declared
+/// `protocol = "http"`), banner app on a port that is not server-first
+/// (chat:7000), and a service with no endpoints (none:81). Client edge "web" with a 200 ms detection timeout.
 async fn setup(transport: &'static str) -> Setup {
     let mesh = Mesh::new();
     let http = http_app().await;
@@ -78,6 +78,12 @@ async fn setup(transport: &'static str) -> Setup {
                 endpoints: vec![(banner, server.tunnel, api_id.clone())],
             },
             Svc {
+                name: "decl",
+                port: 8081,
+                protocol: "http",
+                endpoints: vec![(http, server.tunnel, api_id.clone())],
+            },
+            Svc {
                 name: "none",
                 port: 81,
                 protocol: "auto",
@@ -93,6 +99,7 @@ async fn setup(transport: &'static str) -> Setup {
             listeners: vec![
                 "web.default:8080".into(),
                 "chat.default:7000".into(),
+                "decl.default:8081".into(),
                 "none.default:81".into(),
             ],
             force_transport: Some(transport),
@@ -454,4 +461,41 @@ async fn tunnel_port_bad_input_quic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tunnel_port_bad_input_h2() {
     tunnel_port_bad_input("h2").await;
+}
+
+/// A client of a service declared HTTP that is slower than the detection
+/// timeout (a loaded node, a connection opened ahead of its request) is
+/// still served request by request (balanced, with the caller's identity),
+/// not spliced as opaque TCP to one endpoint for the connection's life.
+async fn slow_client_of_an_http_service(transport: &'static str) {
+    let s = setup(transport).await;
+    let mut c = TcpStream::connect(s.listener("decl.default:8081"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    c.write_all(GET.as_bytes()).await.unwrap();
+    let out = closed_within(&mut c, Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("GET /ok id=spiffe://"),
+        "forwarded as HTTP with the caller's identity, not as opaque bytes: {text}"
+    );
+    let (_, metrics) = admin_get(s.client.admin, "/metrics").await;
+    assert!(
+        metrics.contains("ferry_protocol_detections_total{result=\"http1\"} 1")
+            && metrics.contains("ferry_protocol_detections_total{result=\"timeout\"} 0"),
+        "{metrics}"
+    );
+    s.still_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_client_of_an_http_service_is_served_as_http_quic() {
+    slow_client_of_an_http_service("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_client_of_an_http_service_is_served_as_http_h2() {
+    slow_client_of_an_http_service("h2").await;
 }

@@ -515,8 +515,11 @@ async fn client_without_certificate(kind: TransportKind) {
             || lower.contains("no certificates"),
         "the client learns a certificate was required: {verdict}"
     );
+    // The rejection and the handshake outcome are counted by the accepting
+    // task, which may still be finishing when the client has its verdict.
     let deadline = tokio::time::Instant::now() + FAIL_WITHIN;
-    while rejected(&server.registry, "server", "no_certificate") < attempts
+    while (rejected(&server.registry, "server", "no_certificate") < attempts
+        || handshakes(&server.registry, kind, "server", "rejected") < attempts)
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -32,6 +32,10 @@ use crate::wire::{strip_hop_by_hop, AppProtocol, FERRY_TARGET};
 /// The largest request head accepted from the application (the tunnel's
 /// own limit is 64 KiB of header block).
 const MAX_APP_HEAD: usize = 64 * 1024;
+/// How long an application has to send a request head, the first one
+/// included (HTTP/1; on a service declared HTTP also the wait for the
+/// connection's first bytes).
+pub const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves one application connection as HTTP.
 pub async fn serve(
@@ -76,7 +80,7 @@ pub async fn serve(
             .keep_alive(true)
             // Heads the tunnel would refuse get 431 here, from the edge.
             .max_buf_size(MAX_APP_HEAD)
-            .header_read_timeout(std::time::Duration::from_secs(30))
+            .header_read_timeout(HEAD_TIMEOUT)
             .timer(hyper_util::rt::TokioTimer::new())
             .serve_connection(io, svc);
         tokio::pin!(conn);

@@ -77,17 +77,30 @@ async fn handle(mut tcp: TcpStream, client: SocketAddr, dest: Destination, ctx: 
         tcp::forward_non_mesh(tcp, addr, ctx).await;
         return;
     }
+    // A service declared HTTP is served as HTTP at any client pace: a
+    // client slower than the detection timeout (a loaded node, a connection
+    // opened ahead of its first request) would otherwise become an opaque
+    // tunnel pinned to one endpoint, past discovery changes and per-request
+    // balancing. It gets as long as any request head (`http::HEAD_TIMEOUT`).
+    let declared_http = matches!(hint, Protocol::Http | Protocol::Grpc);
     let (detected, prefix) = if server_first || hint == Protocol::Tcp {
         ctx.metrics
             .detected(if server_first { "server_first" } else { "hint" });
         (Detected::Opaque, bytes::Bytes::new())
     } else {
-        let (d, p) = detect::detect(&mut tcp, ctx.cfg.outbound.detect_timeout).await;
+        let wait = match declared_http {
+            true => http::HEAD_TIMEOUT,
+            false => ctx.cfg.outbound.detect_timeout,
+        };
+        let (d, p) = detect::detect(&mut tcp, wait).await;
         ctx.metrics.detected(d.label());
         (d, p)
     };
     tracing::debug!(%client, ?detected, "protocol detected");
     match detected {
+        Detected::Timeout if declared_http => {
+            tracing::debug!(%client, "no request within {:?} on an HTTP service; closed", http::HEAD_TIMEOUT);
+        }
         Detected::Http1 | Detected::H2 => {
             http::serve(tcp, prefix, detected, target, ctx).await;
         }

@@ -148,11 +148,42 @@ fn assert_all_gone(dir: &Path, ready: &serde_json::Value) {
         std::thread::sleep(Duration::from_millis(100));
     }
     for a in addresses(ready) {
+        if TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_err() {
+            continue;
+        }
+        // Tests run side by side: the kernel may have handed the freed port
+        // to another test's listener. Only one of the demo's own processes
+        // (named by the owner's command line) is a leftover.
+        let owners = listener_owners(a);
         assert!(
-            TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_err(),
-            "{a} still accepts connections"
+            !owners.is_empty()
+                && owners
+                    .iter()
+                    .all(|cmd| !cmd.contains(&*dir.to_string_lossy())),
+            "{a} still accepts connections (listening: {owners:?})"
         );
     }
+}
+
+/// The command lines of the processes listening on `addr`'s TCP port
+/// (from `ss`; empty when they cannot be told).
+fn listener_owners(addr: SocketAddr) -> Vec<String> {
+    let out = std::process::Command::new("ss")
+        .args(["-Hltnp", &format!("sport = :{}", addr.port())])
+        .output();
+    let Ok(out) = out else { return Vec::new() };
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("pid=")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<i32>()
+                .ok()
+        })
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .collect()
 }
 
 fn outbound(ready: &serde_json::Value, component: &str, service: &str) -> SocketAddr {

@@ -2,7 +2,8 @@
 //! listener (garbage, connections closed at once, silent clients, malformed
 //! and oversized HTTP/1.1 heads, a broken h2c preface), the admin port and
 //! the tunnel port (TCP and UDP). Every bad connection is answered or
-//! closed promptly, never left hanging, and the edge serves a normal
+//! closed promptly, never left hanging (a silent one not even past a
+//! drain), and the edge serves a normal
 //! request afterwards.
 
 mod support;
@@ -498,4 +499,23 @@ async fn slow_client_of_an_http_service_is_served_as_http_quic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_client_of_an_http_service_is_served_as_http_h2() {
     slow_client_of_an_http_service("h2").await;
+}
+
+/// A client of a service declared HTTP that never sends a byte does not
+/// hold the edge's drain for the 30 s it may wait: it is closed when the
+/// edge shuts down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_client_of_an_http_service_does_not_hold_the_drain() {
+    let s = setup("h2").await;
+    let mut c = TcpStream::connect(s.listener("decl.default:8081"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let start = Instant::now();
+    tokio::time::timeout(Duration::from_secs(3), s.client.shutdown())
+        .await
+        .expect("the edge drains without waiting for the silent client");
+    assert!(start.elapsed() < Duration::from_secs(3));
+    closed_within(&mut c, Duration::from_secs(1)).await;
+    s.server.shutdown().await;
 }

@@ -92,7 +92,12 @@ async fn handle(mut tcp: TcpStream, client: SocketAddr, dest: Destination, ctx: 
             true => http::HEAD_TIMEOUT,
             false => ctx.cfg.outbound.detect_timeout,
         };
-        let (d, p) = detect::detect(&mut tcp, wait).await;
+        // A connection still silent when the edge drains is closed at once
+        // (the wait may be long), as hyper does with an idle keep-alive one.
+        let (d, p) = tokio::select! {
+            r = detect::detect(&mut tcp, wait) => r,
+            _ = ctx.shutdown.cancelled() => return,
+        };
         ctx.metrics.detected(d.label());
         (d, p)
     };

@@ -3,8 +3,7 @@
 //! and oversized HTTP/1.1 heads, a broken h2c preface), the admin port and
 //! the tunnel port (TCP and UDP). Every bad connection is answered or
 //! closed promptly, never left hanging (a silent one not even past a
-//! drain), and the edge serves a normal
-//! request afterwards.
+//! drain), and the edge serves a normal request afterwards.
 
 mod support;
 

@@ -136,8 +136,19 @@ fn blocked_udp_stops_udp_but_not_tcp() {
         .unwrap();
     let to = rx.local_addr().unwrap();
     let mut buf = [0u8; 16];
-    tx.send_to(b"before", to).unwrap();
-    assert_eq!(rx.recv(&mut buf).unwrap(), 6, "UDP flows before the block");
+    // The first datagram over a new pair can be lost while the link comes
+    // up (neighbour resolution): resend until one arrives, within 3 s.
+    let flows = (0..10).any(|_| {
+        tx.send_to(b"before", to).unwrap();
+        rx.recv(&mut buf).is_ok_and(|n| n == 6)
+    });
+    assert!(flows, "UDP flows before the block");
+    // Nothing of the resends is left to read past the block.
+    rx.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    while rx.recv(&mut buf).is_ok() {}
+    rx.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
 
     let blocked = hosts.block_udp().unwrap();
     // A locally dropped datagram fails with EPERM, or vanishes.

@@ -1,8 +1,8 @@
 //! Load balancing: power of two choices over peak-EWMA latency, weighted by
 //! outstanding requests. An endpoint's estimate decays toward zero while it
 //! gets no traffic, so one slow answer does not keep it out for good; an
-//! endpoint with no answer yet competes on outstanding requests alone, so a
-//! new endpoint gets its share at once without being flooded. Endpoints
+//! endpoint with no answer yet takes one request at a time, so a new
+//! endpoint is tried at once without being flooded while it warms up. Endpoints
 //! that fail consecutively are set aside with exponential back-off and
 //! retried afterwards. State is kept per endpoint across discovery updates.
 
@@ -120,16 +120,16 @@ impl EndpointStats {
 }
 
 /// Whether `x` should win over `y`. Two answered endpoints compare their
-/// costs; when either has no answer yet, outstanding requests decide and a
-/// tie goes to the one without an answer (it needs one to be compared).
+/// costs. An endpoint without an answer yet takes one request at a time
+/// (a probe: it gets traffic at once, but one still warming up is not
+/// handed a share of the load before it has answered); between two such,
+/// fewer outstanding requests win.
 fn cheaper(x: &EndpointStats, y: &EndpointStats, now: Instant) -> bool {
     match (x.cost(now), y.cost(now)) {
         (Some(cx), Some(cy)) => cx < cy,
-        (cx, cy) => match x.outstanding().cmp(&y.outstanding()) {
-            std::cmp::Ordering::Less => true,
-            std::cmp::Ordering::Greater => false,
-            std::cmp::Ordering::Equal => cx.is_none() && cy.is_some(),
-        },
+        (None, Some(_)) => x.outstanding() == 0,
+        (Some(_), None) => y.outstanding() > 0,
+        (None, None) => x.outstanding() < y.outstanding(),
     }
 }
 
@@ -343,11 +343,14 @@ mod tests {
             .observe(ago(Duration::from_micros(100)), true);
         let (first, held) = b.pick(&eps).unwrap();
         assert_eq!(first, eps[1], "the new endpoint is tried at once");
-        // While its first request is out, it is not sent more than the
-        // known endpoint has in flight.
-        let (second, _l) = b.pick(&eps).unwrap();
-        assert_eq!(second, eps[0]);
-        drop(held);
+        // While its first request is out (a slow start), everything else
+        // goes to the endpoint that answers, however busy.
+        let busy: Vec<_> = (0..10).map(|_| b.pick(&eps).unwrap()).collect();
+        assert!(busy.iter().all(|(e, _)| *e == eps[0]), "{busy:?}");
+        // Once it has answered, it is compared on its latency like any other.
+        held.done(true);
+        assert!(b.stats(&eps[1]).cost(Instant::now()).is_some());
+        drop(busy);
     }
 
     #[test]

@@ -118,11 +118,16 @@ pub fn start_server(ctx: &Ctx, transport: &str, web_protocol: &str) -> Result<Se
 }
 
 /// Starts the client-side edge; returns it with its HTTP and sink entries.
-pub fn start_client(
-    ctx: &Ctx,
-    server: &ServerEdge,
-    transport: &str,
-) -> Result<(Proc, SocketAddr, SocketAddr)> {
+/// A client-side edge: its HTTP and sink listeners and its admin port (in
+/// the client side's namespace).
+pub struct ClientEdge {
+    pub proc: Proc,
+    pub http: SocketAddr,
+    pub sink: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+pub fn start_client(ctx: &Ctx, server: &ServerEdge, transport: &str) -> Result<ClientEdge> {
     start_client_numbered(ctx, server, transport, None, "")
 }
 
@@ -132,7 +137,7 @@ pub fn start_client_with(
     server: &ServerEdge,
     transport: &str,
     tunnel_extra: &str,
-) -> Result<(Proc, SocketAddr, SocketAddr)> {
+) -> Result<ClientEdge> {
     start_client_numbered(ctx, server, transport, None, tunnel_extra)
 }
 
@@ -144,7 +149,7 @@ pub fn start_client_numbered(
     transport: &str,
     n: Option<usize>,
     tunnel_extra: &str,
-) -> Result<(Proc, SocketAddr, SocketAddr)> {
+) -> Result<ClientEdge> {
     let suffix = n.map(|n| format!("-{n}")).unwrap_or_default();
     let web = format!("web.default:{}", ctx.app.http_port);
     let sink = format!("sink.default:{}", ctx.app.sink_port);
@@ -171,11 +176,12 @@ pub fn start_client_numbered(
         .as_array()
         .filter(|a| a.len() == 2)
         .ok_or_else(|| anyhow!("ready line lists no two outbound listeners: {ready}"))?;
-    Ok((
+    Ok(ClientEdge {
+        http: addr(&out[0]["listen"], "outbound[0]")?,
+        sink: addr(&out[1]["listen"], "outbound[1]")?,
+        admin: addr(&ready["admin"], "admin")?,
         proc,
-        addr(&out[0]["listen"], "outbound[0]")?,
-        addr(&out[1]["listen"], "outbound[1]")?,
-    ))
+    })
 }
 
 pub fn start(ctx: &Ctx, kind: PathKind) -> Result<RunningPath> {
@@ -184,12 +190,12 @@ pub fn start(ctx: &Ctx, kind: PathKind) -> Result<RunningPath> {
         .ok_or_else(|| anyhow!("{} is not a Ferry path", kind.label()))?;
     let web_protocol = if kind.is_opaque_http() { "tcp" } else { "http" };
     let server = start_server(ctx, transport, web_protocol)?;
-    let (client, http, sink) = start_client(ctx, &server, transport)?;
+    let client = start_client(ctx, &server, transport)?;
     Ok(RunningPath {
         kind,
-        http: Some(http),
-        sink: Some(sink),
-        client: vec![client],
+        http: Some(client.http),
+        sink: Some(client.sink),
+        client: vec![client.proc],
         server: vec![server.proc],
         raw: None,
     })

@@ -12,8 +12,11 @@
 //!   resuming the TLS session (over QUIC the request's head rides in 0-RTT
 //!   data, `tunnel.early_data`, on by default). The server edge's
 //!   `ferry_tls_resumptions_total{result="resumed"}` tells whether it
-//!   resumed; the row's note says so.
+//!   resumed, the client edge's `ferry_quic_early_data_total{result=
+//!   "accepted"}` whether the request went in 0-RTT data; the row's note
+//!   counts both.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{ms, Env};
@@ -21,6 +24,7 @@ use crate::loadgen::new_conn;
 use crate::paths::PathKind;
 use crate::peers::{ferry, Ctx, RunningPath};
 use crate::results::{Better, Metric, Results};
+use crate::side::Side;
 
 pub const COLD: &str = "cold first request ms";
 pub const RESUMED: &str = "resumed first request ms";
@@ -54,13 +58,22 @@ const POOL_IDLE: &str = "200ms";
 const POOL_GONE: Duration = Duration::from_millis(600);
 
 const RESUMED_SERIES: &str = "ferry_tls_resumptions_total{result=\"resumed\"}";
+const EARLY_ACCEPTED_SERIES: &str = "ferry_quic_early_data_total{result=\"accepted\"}";
 
-/// One repeat: (cold, resumed, whether the resumed one resumed its TLS
-/// session, when known).
+/// One repeat: (cold, resumed, and for Ferry whether the resumed one
+/// resumed its TLS session and had its request taken in 0-RTT data).
 struct Repeat {
     cold: Duration,
     resumed: Duration,
-    tls_resumed: Option<bool>,
+    tls_resumed: bool,
+    early_accepted: bool,
+}
+
+/// A counter of the edge whose admin port is `admin`, on `side`.
+fn counter(side: &Side, admin: SocketAddr, series: &'static str) -> anyhow::Result<u64> {
+    side.run_timeout("admin", Duration::from_secs(15), async move {
+        crate::admin::counter(admin, series).await
+    })
 }
 
 /// One repeat for `kind`.
@@ -69,27 +82,24 @@ fn once(env: &Env, kind: PathKind, ctx: &Ctx) -> anyhow::Result<Repeat> {
         let transport = kind.ferry_transport().unwrap_or("h2");
         let server = ferry::start_server(ctx, transport, "http")?;
         let extra = format!("pool_idle_timeout = \"{POOL_IDLE}\"\n");
-        let (_client, http, _) = ferry::start_client_with(ctx, &server, transport, &extra)?;
-        let cold = first_request(env, http)?;
+        let client = ferry::start_client_with(ctx, &server, transport, &extra)?;
+        let cold = first_request(env, client.http)?;
         std::thread::sleep(POOL_GONE);
-        let admin = server.admin;
-        let before = env
-            .topo
-            .server
-            .run_timeout("admin", Duration::from_secs(15), async move {
-                crate::admin::counter(admin, RESUMED_SERIES).await
-            })?;
-        let resumed = first_request(env, http)?;
-        let after = env
-            .topo
-            .server
-            .run_timeout("admin", Duration::from_secs(15), async move {
-                crate::admin::counter(admin, RESUMED_SERIES).await
-            })?;
+        let (topo, server_admin, client_admin) = (&env.topo, server.admin, client.admin);
+        let before = (
+            counter(&topo.server, server_admin, RESUMED_SERIES)?,
+            counter(&topo.client, client_admin, EARLY_ACCEPTED_SERIES)?,
+        );
+        let resumed = first_request(env, client.http)?;
+        let after = (
+            counter(&topo.server, server_admin, RESUMED_SERIES)?,
+            counter(&topo.client, client_admin, EARLY_ACCEPTED_SERIES)?,
+        );
         return Ok(Repeat {
             cold,
             resumed,
-            tls_resumed: Some(after > before),
+            tls_resumed: after.0 > before.0,
+            early_accepted: after.1 > before.1,
         });
     }
     let path = RunningPath::start(kind, ctx)?;
@@ -101,7 +111,8 @@ fn once(env: &Env, kind: PathKind, ctx: &Ctx) -> anyhow::Result<Repeat> {
     Ok(Repeat {
         cold,
         resumed,
-        tls_resumed: None,
+        tls_resumed: false,
+        early_accepted: false,
     })
 }
 
@@ -113,7 +124,7 @@ pub fn run(env: &Env, kind: PathKind, ctx: &Ctx, results: &mut Results) {
     ));
     let mut cold = Vec::new();
     let mut resumed = Vec::new();
-    let mut tls_resumed = 0;
+    let (mut tls_resumed, mut early_accepted) = (0, 0);
     let mut err = std::fs::create_dir_all(&ctx.dir)
         .err()
         .map(|e| anyhow::anyhow!("create {}: {e}", ctx.dir.display()));
@@ -125,7 +136,8 @@ pub fn run(env: &Env, kind: PathKind, ctx: &Ctx, results: &mut Results) {
             Ok(r) => {
                 cold.push(r.cold);
                 resumed.push(r.resumed);
-                tls_resumed += usize::from(r.tls_resumed == Some(true));
+                tls_resumed += usize::from(r.tls_resumed);
+                early_accepted += usize::from(r.early_accepted);
             }
             Err(e) => {
                 err = Some(e);
@@ -143,13 +155,13 @@ pub fn run(env: &Env, kind: PathKind, ctx: &Ctx, results: &mut Results) {
     }
     if kind.is_ferry() && repeats > 0 {
         let early = match kind.ferry_transport() {
-            Some("quic") => ", the request in 0-RTT data",
-            _ => "",
+            Some("quic") => format!(", {early_accepted} had its request taken in 0-RTT data"),
+            _ => String::new(),
         };
         t.note(
             kind,
             format!(
-                "resumed: a new tunnel connection between running edges{early}; {tls_resumed} of {repeats} resumed its TLS session"
+                "resumed: a new tunnel connection between running edges; {tls_resumed} of {repeats} resumed its TLS session{early}"
             ),
         );
     }

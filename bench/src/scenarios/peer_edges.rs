@@ -51,14 +51,15 @@ fn measure(env: &Env, kind: PathKind, ctx: &Ctx, n: usize) -> anyhow::Result<Mea
     let mut entries = Vec::with_capacity(n);
     for i in 0..n {
         crate::interrupt::check()?;
-        let (proc, http, _) = ferry::start_client_numbered(ctx, &server, transport, Some(i), "")
+        let c = ferry::start_client_numbered(ctx, &server, transport, Some(i), "")
             .with_context(|| format!("client edge {i} of {n}"))?;
-        clients.push(proc);
-        entries.push(http);
+        clients.push(c.proc);
+        entries.push(c.http);
     }
     // Grow the server edge's application pool to the burst's size first.
-    let (_warm, warm_http, _) = ferry::start_client_numbered(ctx, &server, transport, Some(n), "")
+    let warm_edge = ferry::start_client_numbered(ctx, &server, transport, Some(n), "")
         .context("the warm-up client edge")?;
+    let warm_http = warm_edge.http;
     let warm =
         env.topo
             .client

@@ -58,7 +58,7 @@ pub struct Opts {
     #[arg(long)]
     pub netem_streams: Option<usize>,
     /// Scenarios to run on the loopback and veth links (comma separated):
-    /// bulk, latency, max-rate, new-conn, handshake, open-conns,
+    /// bulk, idle-cpu, latency, max-rate, new-conn, handshake, open-conns,
     /// peer-edges (default: all that the
     /// mode runs on the link). Focused runs, e.g. `--scenarios max-rate`.
     #[arg(long, value_delimiter = ',')]
@@ -103,6 +103,8 @@ pub struct Plan {
     /// Client edges started against one server edge (Ferry only).
     pub peer_edges: usize,
     pub handshake_repeats: usize,
+    /// How long idle CPU is watched.
+    pub idle_cpu_window: Duration,
     /// Per loss/RTT condition.
     pub netem_secs: Duration,
     pub netem_streams: usize,
@@ -144,6 +146,7 @@ impl Plan {
                 open_conns: 200,
                 peer_edges: 10,
                 handshake_repeats: 1,
+                idle_cpu_window: Duration::from_millis(300),
                 netem_secs: Duration::from_millis(1500),
                 netem_streams: 64,
                 netem_loss: vec![0.0, 2.0],
@@ -162,6 +165,7 @@ impl Plan {
                 open_conns: 1_000,
                 peer_edges: 50,
                 handshake_repeats: 5,
+                idle_cpu_window: Duration::from_secs(5),
                 netem_secs: Duration::from_secs(10),
                 netem_streams: 64,
                 netem_loss: vec![0.0, 1.0, 2.0, 3.0],

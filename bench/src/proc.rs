@@ -89,6 +89,11 @@ impl Proc {
         procstat::cpu_tree(self.pid())
     }
 
+    /// CPU time of the process and its descendants, to the nanosecond.
+    pub fn cpu_ns(&self) -> Duration {
+        procstat::cpu_tree_ns(self.pid())
+    }
+
     /// Resident memory of the process and its descendants, in KiB.
     pub fn rss_kib(&self) -> u64 {
         procstat::rss_tree_kib(self.pid())

@@ -68,6 +68,12 @@ pub fn cpu_threads_ns(pid: u32) -> Duration {
         .sum()
 }
 
+/// CPU time of `pid` and its descendants so far, to the nanosecond
+/// (their live threads' `schedstat`, as [`cpu_threads_ns`]).
+pub fn cpu_tree_ns(pid: u32) -> Duration {
+    tree(pid).into_iter().map(cpu_threads_ns).sum()
+}
+
 /// VmRSS in KiB of one process (0 if gone).
 pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

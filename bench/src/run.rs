@@ -25,8 +25,9 @@ use crate::{fd_limit, interrupt, loadgen, netns};
 type FreshScenario = fn(&Env, PathKind, &Ctx, &mut Results);
 
 /// The `--scenarios` keys.
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "bulk",
+    "idle-cpu",
     "latency",
     "max-rate",
     "new-conn",
@@ -396,13 +397,16 @@ fn measure_path(
     }
     std::thread::sleep(Duration::from_millis(300));
     let idle = (path.client_rss_kib(), path.server_rss_kib());
+    let scope = env.plan.scope(env.topo.mtu);
+    if path.kind.has_proxies() && scope == Scope::All && wants("idle-cpu") {
+        scenarios::idle_cpu::run(env, path, env.plan.idle_cpu_window, results);
+    }
     for flows in [1, 8] {
         if wants("bulk") && path.kind.measures("bulk") {
             scenarios::bulk::run(env, path, flows, results);
             path.check_alive()?;
         }
     }
-    let scope = env.plan.scope(env.topo.mtu);
     if !path.kind.measures("latency") || scope == Scope::Bulk {
         return Ok(());
     }

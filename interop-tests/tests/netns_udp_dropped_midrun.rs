@@ -3,7 +3,9 @@
 //! every UDP packet between the hosts is dropped. New requests must recover
 //! (over the TLS/TCP fallback) within two seconds, every response that
 //! arrives is intact, and the client edge counts the unanswered QUIC path
-//! (`quic_unanswered`) and remembers the peer as QUIC-broken.
+//! (`quic_unanswered`) and remembers the peer as QUIC-broken. The same
+//! after the connection sat idle first (its path watcher then samples
+//! slowly, until a new stream wakes it).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -25,9 +27,19 @@ fn expected(seed: u64) -> Vec<u8> {
 
 #[test]
 fn udp_dropped_mid_run_recovers_within_two_seconds() {
+    dropped_after("udpmid", Duration::ZERO);
+}
+
+#[test]
+fn udp_dropped_after_an_idle_spell_recovers_within_two_seconds() {
+    dropped_after("udpidle", Duration::from_millis(3_500));
+}
+
+/// Three requests over QUIC, `idle`, then UDP blocked and requests for 4 s.
+fn dropped_after(tag: &str, idle: Duration) {
     root();
     tool("curl", "curl");
-    let hosts = TwoHosts::create("udpmid").unwrap();
+    let hosts = TwoHosts::create(tag).unwrap();
     let app = HttpApp::start(
         hosts
             .b
@@ -57,6 +69,7 @@ fn udp_dropped_mid_run_recovers_within_two_seconds() {
         3.0
     );
 
+    std::thread::sleep(idle);
     let blocked = hosts.block_udp().unwrap();
     let t0 = Instant::now();
     // Sequential requests, each allowed 1 s, for 4 s after the block.

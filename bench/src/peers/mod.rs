@@ -157,6 +157,16 @@ impl RunningPath {
         Some(self.client.iter().chain(&self.server).map(Proc::cpu).sum())
     }
 
+    /// CPU time of the client-side proxy (its process tree), to the ns.
+    pub fn client_cpu_ns(&self) -> Option<Duration> {
+        (!self.client.is_empty()).then(|| self.client.iter().map(Proc::cpu_ns).sum())
+    }
+
+    /// CPU time of the server-side proxy (its process tree), to the ns.
+    pub fn server_cpu_ns(&self) -> Option<Duration> {
+        (!self.server.is_empty()).then(|| self.server.iter().map(Proc::cpu_ns).sum())
+    }
+
     /// Resident memory of the client-side proxy (its process tree), KiB.
     pub fn client_rss_kib(&self) -> Option<u64> {
         if self.client.is_empty() {

@@ -1,11 +1,12 @@
 //! The scenarios, each filling its table for one path on one link: bulk
 //! throughput and CPU per GiB, fixed-rate latency, maximum request rate,
-//! new-connection cost, memory, cold and resumed handshakes, connections
+//! new-connection cost, memory, idle CPU, cold and resumed handshakes, connections
 //! held open, many peer edges (Ferry only), and loss/RTT conditions. A
 //! failure becomes a note in the path's row, not the end of the run.
 
 pub mod bulk;
 pub mod handshake;
+pub mod idle_cpu;
 pub mod latency;
 pub mod lossy;
 pub mod max_rate;

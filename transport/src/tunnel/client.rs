@@ -469,6 +469,7 @@ impl TunnelClient {
         let cfg = &self.inner.cfg;
         super::liveness::watch(
             quic,
+            conn.state.clone(),
             cfg.quic_unanswered,
             cfg.quic_rtt_rise_hold,
             move |why| {

@@ -16,13 +16,26 @@
 //!
 //! The same watcher feeds `rtt_rise`, which retires a connection whose
 //! round-trip time rose for good, so that a new one learns the path.
+//!
+//! The watcher samples often ([`SAMPLE`]) only while the connection moves
+//! datagrams or something it sent is still unanswered; a quiet connection
+//! (idle, or a long-lived stream with nothing to say) is looked at once
+//! every [`QUIET_SAMPLE`], and a new stream on it wakes the watcher at once.
+//! An idle edge with many pooled peer connections does not wake 20 times a
+//! second for each of them.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::rtt_rise::RttRise;
+use super::tracker::ConnState;
 
-/// How often the counters are sampled.
+/// How often the counters are sampled while the connection is busy.
 const SAMPLE: Duration = Duration::from_millis(50);
+
+/// How often they are sampled while it is quiet (a keep-alive gone
+/// unanswered on an idle connection is noticed within this much more).
+const QUIET_SAMPLE: Duration = Duration::from_secs(1);
 
 /// Unanswered this long means dead: `min`, or eight round trips on a slow
 /// path (a peer acknowledges within one RTT plus its ACK delay, and QUIC
@@ -56,6 +69,8 @@ pub(crate) struct Liveness {
     last_send: Option<Instant>,
     /// Samples with sends after `first_unanswered` (QUIC probing again).
     resends: u32,
+    /// Whether the last sample saw a datagram sent or received.
+    moved: bool,
 }
 
 impl Liveness {
@@ -68,10 +83,13 @@ impl Liveness {
                 rx,
                 sent,
                 answered: sent,
+                // A second look soon: the connection is new.
+                moved: true,
                 ..Liveness::default()
             };
             return false;
         }
+        self.moved = rx != self.rx || sent != self.sent;
         let before = std::mem::replace(&mut self.sent, sent);
         if rx != self.rx {
             self.rx = rx;
@@ -109,6 +127,21 @@ impl Liveness {
     }
 }
 
+impl Liveness {
+    /// Whether the next sample should come soon: the connection moved
+    /// datagrams in the last interval, or something it sent has been
+    /// unanswered for less than twice `limit` (the window in which
+    /// [`Liveness::sample`] can find the path dead; an episode that outlived
+    /// it without QUIC probing again was an ACK, which is never answered).
+    pub(crate) fn busy(&self, now: Instant, limit: Duration) -> bool {
+        !self.started
+            || self.moved
+            || self
+                .first_unanswered
+                .is_some_and(|first| now.duration_since(first) < limit * 2)
+    }
+}
+
 /// Why a watched connection should get no new streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Retire {
@@ -120,9 +153,11 @@ pub(crate) enum Retire {
 
 /// Watches `conn` until it closes, its path is found dead, or its RTT has
 /// stayed risen for `rtt_rise_hold` (zero: never), in which case `on_retire`
-/// runs once.
+/// runs once. `streams` is the connection's pool state: a stream opened on
+/// it wakes a watcher that was sampling slowly.
 pub(crate) fn watch(
     conn: quinn::Connection,
+    streams: Arc<ConnState>,
     min: Duration,
     rtt_rise_hold: Duration,
     on_retire: impl FnOnce(Retire) + Send + 'static,
@@ -130,32 +165,37 @@ pub(crate) fn watch(
     tokio::spawn(async move {
         let mut state = Liveness::default();
         let mut rise = RttRise::default();
-        let mut tick = tokio::time::interval(SAMPLE);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let closed = conn.closed();
+        tokio::pin!(closed);
+        let mut wait = SAMPLE;
         loop {
-            tick.tick().await;
-            if conn.close_reason().is_some() {
-                return;
+            tokio::select! {
+                _ = &mut closed => return,
+                _ = tokio::time::sleep(wait) => {}
+                _ = streams.stream_opened(), if wait > SAMPLE => {
+                    // Its first datagrams are not out yet: look soon.
+                    wait = SAMPLE;
+                    continue;
+                }
             }
             let stats = conn.stats();
             let rtt = conn.rtt();
             let now = Instant::now();
-            if state.sample(
-                now,
-                stats.udp_rx.datagrams,
-                sent(&stats),
-                unanswered_limit(min, rtt),
-            ) {
+            let limit = unanswered_limit(min, rtt);
+            if state.sample(now, stats.udp_rx.datagrams, sent(&stats), limit) {
                 on_retire(Retire::Unanswered);
                 return;
             }
-            if rtt_rise_hold.is_zero() {
-                continue;
+            if !rtt_rise_hold.is_zero() {
+                if let Some(min) = rise.sample(now, rtt, rtt_rise_hold) {
+                    on_retire(Retire::RttRose { min, rtt });
+                    return;
+                }
             }
-            if let Some(min) = rise.sample(now, rtt, rtt_rise_hold) {
-                on_retire(Retire::RttRose { min, rtt });
-                return;
-            }
+            wait = match state.busy(now, limit) {
+                true => SAMPLE,
+                false => QUIET_SAMPLE,
+            };
         }
     });
 }
@@ -265,6 +305,77 @@ mod tests {
             (3_000, 2, 4),
         ];
         assert_eq!(run(&s), None);
+    }
+
+    /// Feeds (ms, rx, sent) samples; whether the watcher would sample again
+    /// soon after each.
+    fn busy_after(samples: &[(u64, u64, u64)]) -> Vec<bool> {
+        let t = Instant::now();
+        let mut l = Liveness::default();
+        samples
+            .iter()
+            .map(|&(ms, rx, sent)| {
+                let now = t + Duration::from_millis(ms);
+                l.sample(now, rx, sent, LIMIT);
+                l.busy(now, LIMIT)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_quiet_connection_is_sampled_slowly() {
+        // Nothing moved between the first two samples.
+        assert_eq!(busy_after(&[(0, 5, 5), (50, 5, 5)]), [true, false]);
+    }
+
+    #[test]
+    fn traffic_is_sampled_often_until_it_stops() {
+        // The last sends answered by the receive at 100 ms.
+        let s = [(0, 5, 5), (50, 6, 7), (100, 8, 7), (150, 8, 7)];
+        assert_eq!(busy_after(&s), [true, true, true, false]);
+    }
+
+    #[test]
+    fn an_unanswered_send_is_sampled_often_until_it_cannot_be_dead() {
+        // A keep-alive crosses the peer's on the wire (unanswered from 50
+        // ms), our ACK to the peer's leaves after that sample; an ACK is
+        // never answered, and QUIC does not send again: often for twice the
+        // limit, then slowly.
+        let s = [
+            (0, 5, 5),
+            (50, 6, 6),
+            (100, 6, 7),
+            (150, 6, 7),
+            (2_050, 6, 7),
+            (2_150, 6, 7),
+        ];
+        assert_eq!(busy_after(&s), [true, true, true, true, false, false]);
+    }
+
+    #[test]
+    fn a_dead_path_is_found_while_sampled_often() {
+        // A request and QUIC's probes, no answer: busy at every sample
+        // until the path is found dead (at 1,050 ms, as above).
+        let t = Instant::now();
+        let mut l = Liveness::default();
+        let s = [
+            (0, 5, 5),
+            (50, 6, 7),
+            (100, 6, 8),
+            (300, 6, 9),
+            (350, 6, 9),
+            (1_000, 6, 9),
+            (1_050, 6, 9),
+        ];
+        for &(ms, rx, sent) in &s {
+            let now = t + Duration::from_millis(ms);
+            if l.sample(now, rx, sent, LIMIT) {
+                assert_eq!(ms, 1_050);
+                return;
+            }
+            assert!(l.busy(now, LIMIT), "slow sampling at {ms} ms");
+        }
+        panic!("never found dead");
     }
 
     #[test]

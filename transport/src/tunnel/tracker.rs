@@ -16,6 +16,8 @@ pub struct ConnState {
     closed: AtomicBool,
     created: Instant,
     last_used_ms: AtomicU64,
+    /// Signalled at each stream reserved (wakes the path watcher).
+    opened: tokio::sync::Notify,
 }
 
 impl ConnState {
@@ -26,7 +28,14 @@ impl ConnState {
             closed: AtomicBool::new(false),
             created: Instant::now(),
             last_used_ms: AtomicU64::new(0),
+            opened: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Completes once a stream is reserved on this connection (at once if
+    /// one was since the last call).
+    pub(crate) async fn stream_opened(&self) {
+        self.opened.notified().await
     }
 
     pub fn in_flight(&self) -> usize {
@@ -75,6 +84,7 @@ impl ConnState {
         }
         self.total.fetch_add(1, Ordering::Relaxed);
         self.touch();
+        self.opened.notify_one();
         Some(Reservation(Some(self.clone())))
     }
 }
@@ -134,5 +144,46 @@ impl StreamTicket {
             _metric: metric,
             _keep: keep.map(std::sync::Mutex::new),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_reserved_stream_wakes_whoever_waits_for_one() {
+        let state = ConnState::new();
+        let waiter = tokio::spawn({
+            let state = state.clone();
+            async move { state.stream_opened().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "woke without a stream");
+        let _slot = state.try_reserve(1).expect("a free slot");
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken by the reservation")
+            .expect("task");
+    }
+
+    #[tokio::test]
+    async fn a_stream_reserved_before_the_wait_is_not_missed() {
+        let state = ConnState::new();
+        drop(state.try_reserve(1));
+        tokio::time::timeout(Duration::from_secs(5), state.stream_opened())
+            .await
+            .expect("completes at once");
+    }
+
+    #[test]
+    fn a_full_connection_reserves_nothing() {
+        let state = ConnState::new();
+        let first = state.try_reserve(1);
+        assert!(first.is_some());
+        assert!(state.try_reserve(1).is_none());
+        drop(first);
+        assert!(state.try_reserve(1).is_some());
     }
 }

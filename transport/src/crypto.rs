@@ -7,6 +7,12 @@
 //! choose on its own and panics on first use. Installing the provider
 //! explicitly at startup, and passing [`provider`] to every config builder,
 //! removes that ambiguity.
+//!
+//! The provider is aws-lc-rs's default with one change of order: TLS 1.3's
+//! AES-128-GCM/SHA-256 suite is preferred over AES-256-GCM/SHA-384 (as
+//! BoringSSL and Go order them). Every QUIC packet and TLS record is
+//! sealed with it, and the key schedule runs on SHA-256, which CPUs
+//! accelerate (SHA-384 runs in software on most of them).
 
 use std::sync::{Arc, OnceLock};
 
@@ -17,8 +23,25 @@ use rustls::crypto::CryptoProvider;
 pub fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .get_or_init(|| {
+            let mut p = rustls::crypto::aws_lc_rs::default_provider();
+            p.cipher_suites = preferred_suites(&p.cipher_suites);
+            Arc::new(p)
+        })
         .clone()
+}
+
+/// TLS 1.3's AES-128-GCM with SHA-256 first, then the rest in aws-lc-rs's
+/// order (AES-256-GCM with SHA-384, ChaCha20-Poly1305).
+fn preferred_suites(suites: &[rustls::SupportedCipherSuite]) -> Vec<rustls::SupportedCipherSuite> {
+    let first = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
+    let mut v: Vec<_> = suites
+        .iter()
+        .filter(|s| s.suite() == first)
+        .copied()
+        .collect();
+    v.extend(suites.iter().filter(|s| s.suite() != first).copied());
+    v
 }
 
 /// Installs aws-lc-rs as the process-wide default rustls crypto provider.
@@ -29,7 +52,7 @@ pub fn install_crypto_provider() {
     // `install_default` fails only if a provider is already installed (by an
     // earlier call, or by a test harness); either way the process ends up
     // with a provider, so the error carries nothing to act on.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let _ = CryptoProvider::clone(&provider()).install_default();
 }
 
 /// Starts seeding aws-lc's random generator on tokio's blocking pool and
@@ -63,5 +86,34 @@ pub fn warm_up_crypto() -> impl std::future::Future<Output = ()> {
                 tracing::warn!(error = %e, "seeding the random generator panicked");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::CipherSuite;
+
+    #[test]
+    fn aes128_gcm_comes_first_and_no_suite_is_lost() {
+        let ours = provider();
+        let default = rustls::crypto::aws_lc_rs::default_provider();
+        assert_eq!(
+            ours.cipher_suites[0].suite(),
+            CipherSuite::TLS13_AES_128_GCM_SHA256
+        );
+        let mut a: Vec<_> = ours
+            .cipher_suites
+            .iter()
+            .map(|s| u16::from(s.suite()))
+            .collect();
+        let mut b: Vec<_> = default
+            .cipher_suites
+            .iter()
+            .map(|s| u16::from(s.suite()))
+            .collect();
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b);
     }
 }

@@ -45,7 +45,8 @@ impl Setup {
 
 /// Server edge "api": HTTP app (web:8080, and decl:8081 declared
 /// `protocol = "http"`), banner app on a port that is not server-first
-/// (chat:7000), and a service with no endpoints (none:81). Client edge "web" with a 200 ms detection timeout.
+/// (chat:7000), and a service with no endpoints (none:81). Client edge
+/// "web" with a 200 ms detection timeout.
 async fn setup(transport: &'static str) -> Setup {
     let mesh = Mesh::new();
     let http = http_app().await;

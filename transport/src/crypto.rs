@@ -25,23 +25,13 @@ pub fn provider() -> Arc<CryptoProvider> {
     PROVIDER
         .get_or_init(|| {
             let mut p = rustls::crypto::aws_lc_rs::default_provider();
-            p.cipher_suites = preferred_suites(&p.cipher_suites);
+            // AES-128-GCM/SHA-256 first, the rest in aws-lc-rs's order
+            // (AES-256-GCM/SHA-384, ChaCha20-Poly1305): a stable sort.
+            p.cipher_suites
+                .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
             Arc::new(p)
         })
         .clone()
-}
-
-/// TLS 1.3's AES-128-GCM with SHA-256 first, then the rest in aws-lc-rs's
-/// order (AES-256-GCM with SHA-384, ChaCha20-Poly1305).
-fn preferred_suites(suites: &[rustls::SupportedCipherSuite]) -> Vec<rustls::SupportedCipherSuite> {
-    let first = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
-    let mut v: Vec<_> = suites
-        .iter()
-        .filter(|s| s.suite() == first)
-        .copied()
-        .collect();
-    v.extend(suites.iter().filter(|s| s.suite() != first).copied());
-    v
 }
 
 /// Installs aws-lc-rs as the process-wide default rustls crypto provider.

@@ -125,9 +125,7 @@ impl Liveness {
                 .first_unanswered
                 .is_some_and(|first| now.duration_since(first) >= limit)
     }
-}
 
-impl Liveness {
     /// Whether the next sample should come soon: the connection moved
     /// datagrams in the last interval, or something it sent has been
     /// unanswered for less than twice `limit` (the window in which

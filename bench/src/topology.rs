@@ -31,7 +31,9 @@ impl Topology {
             client: Side::new("client", None, lo, 2)?,
             server: Side::new("server", None, lo, 2)?,
             mtu: 65_536,
-            // Ferry's default: datagrams sized for a 1,500-byte path.
+            // Pinned to a 1,500-byte path's datagrams: Ferry's default
+            // would follow loopback's route to 65,507-byte datagrams, which
+            // no datacenter link carries (docs/benchmarks.md).
             max_udp_payload: 1452,
             veth: None,
             netem: None,
@@ -47,7 +49,8 @@ impl Topology {
             client: Side::new("client", Some(client_ns), CLIENT_IP, 2)?,
             server: Side::new("server", Some(server_ns), SERVER_IP, 2)?,
             mtu,
-            // IPv6 + UDP headers (48 bytes) below the MTU, as 1452 is for 1500.
+            // IPv6 + UDP headers (48 bytes) below the MTU, as 1452 is for
+            // 1500 (Ferry's default bound over this IPv4 link is 20 more).
             max_udp_payload: (mtu - 48).min(65_507) as u16,
             veth: Some(pair),
             netem: None,

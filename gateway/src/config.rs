@@ -59,7 +59,8 @@ fn default_reload() -> Duration {
 pub struct TunnelSection {
     #[serde(default = "default_tunnel")]
     pub listen: SocketAddr,
-    /// Largest UDP payload path-MTU discovery may probe.
+    /// Ceiling of the UDP payload: each QUIC connection's path-MTU
+    /// discovery probes up to its route's MTU less the headers, at most this.
     #[serde(default = "default_udp_payload")]
     pub max_udp_payload: u16,
 }
@@ -68,7 +69,7 @@ fn default_tunnel() -> SocketAddr {
     "0.0.0.0:4143".parse().expect("static")
 }
 fn default_udp_payload() -> u16 {
-    1452
+    ferry_transport::tunnel::path_mtu::DEFAULT_CEILING
 }
 
 impl Default for TunnelSection {

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use ferry_netem::{Netns, TwoHosts};
 
+use crate::apps::HttpApp;
 use crate::edge::{mesh_toml, Edge, EdgeSpec, Service};
 use crate::pki::{Identity, Pki};
 
@@ -119,4 +120,17 @@ impl<'a> EdgePair<'a> {
             dir,
         }
     }
+}
+
+/// An HTTP application on host `b`'s loopback and a pair in front of it,
+/// the client edge on host `a`: where most network-condition tests start.
+/// The application is returned first, so it stops before the edges.
+pub fn http_app_behind_hosts(hosts: &TwoHosts) -> (HttpApp, EdgePair<'_>) {
+    let lo = SocketAddr::new("127.0.0.1".parse().expect("addr"), 0);
+    let app = HttpApp::start(hosts.b.tcp_listen(lo).expect("listen on host b"));
+    let pair = EdgePair::start(&PairSpec::hosts(
+        hosts,
+        vec![(SocketAddr::new(hosts.ip_b.into(), app.addr.port()), "http")],
+    ));
+    (app, pair)
 }

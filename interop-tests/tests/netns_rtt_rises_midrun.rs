@@ -7,14 +7,12 @@
 //! connection. Every request before, during and after succeeds intact, and
 //! the retirement is counted (`ferry_transport_quic_rtt_replaced_total`).
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ferry_netem::{Impairment, TwoHosts};
-use interop_tests::apps::HttpApp;
 use interop_tests::curl;
 use interop_tests::digest::Pattern;
-use interop_tests::pair::{EdgePair, PairSpec};
+use interop_tests::pair::http_app_behind_hosts;
 use interop_tests::prereq::{root, tool};
 
 const SIZE: usize = 20_000;
@@ -24,12 +22,7 @@ fn a_connection_whose_rtt_rose_for_good_is_replaced() {
     root();
     tool("curl", "curl");
     let hosts = TwoHosts::create("rttup").unwrap();
-    let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
-    let app = HttpApp::start(hosts.b.tcp_listen(SocketAddr::new(lo, 0)).unwrap());
-    let pair = EdgePair::start(&PairSpec::hosts(
-        &hosts,
-        vec![(SocketAddr::new(hosts.ip_b.into(), app.addr.port()), "http")],
-    ));
+    let (_app, pair) = http_app_behind_hosts(&hosts);
     let scratch = pair.dir.path().join("body");
     let mut seed = 0u64;
     let mut request = || {

@@ -7,14 +7,12 @@
 //! after the connection sat idle first (its path watcher then samples
 //! slowly, until a new stream wakes it).
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ferry_netem::TwoHosts;
-use interop_tests::apps::HttpApp;
 use interop_tests::curl;
 use interop_tests::digest::Pattern;
-use interop_tests::pair::{EdgePair, PairSpec};
+use interop_tests::pair::http_app_behind_hosts;
 use interop_tests::prereq::{root, tool};
 
 const SIZE: usize = 50_000;
@@ -40,16 +38,7 @@ fn dropped_after(tag: &str, idle: Duration) {
     root();
     tool("curl", "curl");
     let hosts = TwoHosts::create(tag).unwrap();
-    let app = HttpApp::start(
-        hosts
-            .b
-            .tcp_listen(SocketAddr::new("127.0.0.1".parse().unwrap(), 0))
-            .unwrap(),
-    );
-    let pair = EdgePair::start(&PairSpec::hosts(
-        &hosts,
-        vec![(SocketAddr::new(hosts.ip_b.into(), app.addr.port()), "http")],
-    ));
+    let (_app, pair) = http_app_behind_hosts(&hosts);
     let scratch = pair.dir.path().join("body");
     let url = |seed: u64| format!("http://{}/bytes/{SIZE}?seed={seed}", pair.listener);
 

@@ -57,6 +57,15 @@ impl TwoHosts {
         Ok(hosts)
     }
 
+    /// Sets the link's MTU on both ends (1,500 when created).
+    pub fn set_mtu(&self, mtu: u32) -> Result<()> {
+        let mtu = mtu.to_string();
+        for ns in [&self.a, &self.b] {
+            ns.run(&["ip", "link", "set", DEV, "mtu", &mtu])?;
+        }
+        Ok(())
+    }
+
     /// Both hosts with their addresses, `a` first.
     pub fn both(&self) -> [(&Netns, Ipv4Addr); 2] {
         [(&self.a, self.ip_a), (&self.b, self.ip_b)]

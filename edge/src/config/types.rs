@@ -71,7 +71,8 @@ pub struct TunnelSection {
     /// `quic`, `h2`, or unset (QUIC first with fallback).
     #[serde(default)]
     pub force_transport: Option<ForceTransport>,
-    /// Largest UDP payload path-MTU discovery may probe.
+    /// Ceiling of the UDP payload: each QUIC connection's path-MTU
+    /// discovery probes up to its route's MTU less the headers, at most this.
     #[serde(default = "default_udp_payload")]
     pub max_udp_payload: u16,
     /// QUIC congestion controller: `cubic`, `newreno` or `bbr` (unset: the
@@ -113,7 +114,7 @@ fn default_head_start() -> Duration {
     Duration::from_millis(300)
 }
 fn default_udp_payload() -> u16 {
-    1452
+    ferry_transport::tunnel::path_mtu::DEFAULT_CEILING
 }
 fn default_early_data() -> bool {
     true

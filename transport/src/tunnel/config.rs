@@ -123,7 +123,10 @@ pub struct TunnelConfig {
     pub connection_window: u32,
     /// UDP socket send and receive buffers, bytes.
     pub udp_buffer: usize,
-    /// Largest UDP payload path-MTU discovery may probe up to (QUIC).
+    /// Largest UDP payload this end accepts, and the ceiling of the bound
+    /// path-MTU discovery probes up to (QUIC): each connection's bound is
+    /// the route's MTU less the headers, at most this
+    /// ([`super::path_mtu`]).
     pub max_udp_payload: u16,
     pub congestion: Congestion,
     /// Longest a QUIC peer is asked to hold back an acknowledgement
@@ -176,7 +179,7 @@ impl Default for TunnelConfig {
             stream_window: 4 << 20,
             connection_window: 16 << 20,
             udp_buffer: 4 << 20,
-            max_udp_payload: 1452,
+            max_udp_payload: super::path_mtu::DEFAULT_CEILING,
             congestion: Congestion::Bbr,
             ack_delay: Duration::from_millis(2),
             max_header_bytes: 64 << 10,

@@ -36,7 +36,7 @@ pub(crate) async fn dial_quic(
     early: bool,
 ) -> Result<PeerConnection, QuicFailure> {
     let metrics = tls.metrics().clone();
-    let client_cfg = quic_endpoint::client_config(tls.client(id, ALPN_H3), cfg)
+    let client_cfg = quic_endpoint::client_config_to(tls.client(id, ALPN_H3), cfg, addr)
         .map_err(|e| QuicFailure::Refused(TunnelError::Connect { addr, detail: e }))?;
     let server_name = crate::tls::session_name(addr);
     let connecting = endpoint

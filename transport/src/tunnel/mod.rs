@@ -12,6 +12,7 @@ pub mod error;
 pub mod headers;
 pub mod incoming;
 mod liveness;
+pub mod path_mtu;
 pub mod quic_endpoint;
 pub mod relay;
 mod rtt_rise;

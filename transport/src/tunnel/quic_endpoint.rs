@@ -8,6 +8,7 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{AckFrequencyConfig, EndpointConfig, MtuDiscoveryConfig, TransportConfig, VarInt};
 
 use super::config::{Congestion, TunnelConfig};
+use super::path_mtu;
 use super::segmenting_socket::bind_udp;
 use super::stream_allowance::StreamAllowance;
 
@@ -29,7 +30,25 @@ pub enum Role {
 /// section 6.1), and the accepting end starts with a small allowance that
 /// its server grows up to `max_concurrent_streams` as the peer uses it
 /// ([`StreamAllowance`]).
+///
+/// Path-MTU discovery may probe up to `cfg.max_udp_payload` itself; a
+/// connection to a known peer takes [`transport_config_to`].
 pub fn transport_config(cfg: &TunnelConfig, role: Role) -> Arc<TransportConfig> {
+    build_transport(cfg, role, cfg.max_udp_payload)
+}
+
+/// [`transport_config`] for a connection with `peer`: path-MTU discovery
+/// probes up to what the kernel's route to the peer carries, at most
+/// `cfg.max_udp_payload` ([`path_mtu::upper_bound`]).
+pub fn transport_config_to(
+    cfg: &TunnelConfig,
+    role: Role,
+    peer: SocketAddr,
+) -> Arc<TransportConfig> {
+    build_transport(cfg, role, path_mtu::upper_bound(cfg.max_udp_payload, peer))
+}
+
+fn build_transport(cfg: &TunnelConfig, role: Role, mtu_bound: u16) -> Arc<TransportConfig> {
     let peer_bidi = match role {
         Role::Server => StreamAllowance::initial(cfg.max_concurrent_streams),
         Role::Client => 0,
@@ -50,7 +69,7 @@ pub fn transport_config(cfg: &TunnelConfig, role: Role) -> Arc<TransportConfig> 
         .initial_rtt(std::time::Duration::from_millis(10))
         .enable_segmentation_offload(true);
     let mut mtu = MtuDiscoveryConfig::default();
-    mtu.upper_bound(cfg.max_udp_payload);
+    mtu.upper_bound(mtu_bound);
     t.mtu_discovery_config(Some(mtu));
     t.congestion_controller_factory(controller_factory(cfg.congestion));
     t.ack_frequency_config(Some(ack_frequency(cfg)));
@@ -88,17 +107,39 @@ fn endpoint_config(cfg: &TunnelConfig) -> EndpointConfig {
     e
 }
 
+/// quinn's server config from a rustls config: what a QUIC endpoint
+/// accepts connections with (see [`server_config_for`] for one peer).
+pub fn server_config(
+    tls: Arc<rustls::ServerConfig>,
+    cfg: &TunnelConfig,
+) -> std::io::Result<quinn::ServerConfig> {
+    let crypto = QuicServerConfig::try_from(tls)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(transport_config(cfg, Role::Server));
+    server.max_incoming(cfg.max_connections.max(1));
+    Ok(server)
+}
+
+/// `base` for a connection accepted from `peer`: path-MTU discovery
+/// bounded by the route back to it ([`transport_config_to`]).
+pub fn server_config_for(
+    base: &quinn::ServerConfig,
+    cfg: &TunnelConfig,
+    peer: SocketAddr,
+) -> Arc<quinn::ServerConfig> {
+    let mut s = base.clone();
+    s.transport_config(transport_config_to(cfg, Role::Server, peer));
+    Arc::new(s)
+}
+
 /// A QUIC endpoint that accepts connections (and can also dial).
 pub fn server_endpoint(
     addr: SocketAddr,
     tls: Arc<rustls::ServerConfig>,
     cfg: &TunnelConfig,
 ) -> std::io::Result<quinn::Endpoint> {
-    let crypto = QuicServerConfig::try_from(tls)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    server.transport_config(transport_config(cfg, Role::Server));
-    server.max_incoming(cfg.max_connections.max(1));
+    let server = server_config(tls, cfg)?;
     let socket = bind_udp(addr, cfg)?;
     quinn::Endpoint::new_with_abstract_socket(
         endpoint_config(cfg),
@@ -124,9 +165,26 @@ pub fn client_config(
     tls: Arc<rustls::ClientConfig>,
     cfg: &TunnelConfig,
 ) -> Result<quinn::ClientConfig, String> {
+    with_transport(tls, transport_config(cfg, Role::Client))
+}
+
+/// [`client_config`] for a connection to `peer`: path-MTU discovery
+/// bounded by the route to it ([`transport_config_to`]).
+pub fn client_config_to(
+    tls: Arc<rustls::ClientConfig>,
+    cfg: &TunnelConfig,
+    peer: SocketAddr,
+) -> Result<quinn::ClientConfig, String> {
+    with_transport(tls, transport_config_to(cfg, Role::Client, peer))
+}
+
+fn with_transport(
+    tls: Arc<rustls::ClientConfig>,
+    transport: Arc<TransportConfig>,
+) -> Result<quinn::ClientConfig, String> {
     let crypto = QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
     let mut c = quinn::ClientConfig::new(Arc::new(crypto));
-    c.transport_config(transport_config(cfg, Role::Client));
+    c.transport_config(transport);
     Ok(c)
 }
 

@@ -4,6 +4,12 @@
 //! can exceed the 65,507-byte limit of one UDP send, which fails the send
 //! and kills the connection. This wrapper splits such a batch into several
 //! sends that each fit, so GSO stays on at every MTU.
+//!
+//! It also bounds quinn's receive buffer: quinn sizes it as the largest
+//! datagram × the GRO segments the socket may coalesce (64) × 32 receive
+//! slots, which at 65,507-byte datagrams is 128 MiB of address space per
+//! endpoint, while the kernel never coalesces more than 512 KiB into one
+//! receive ([`receive_segments`]).
 
 use std::fmt;
 use std::io;
@@ -20,6 +26,11 @@ use super::config::TunnelConfig;
 /// The largest payload of one UDP send (IPv4: 65,535 − 20 − 8).
 pub const MAX_UDP_SEND: usize = 65_507;
 
+/// The most the kernel coalesces into one GRO receive: `GSO_MAX_SIZE`
+/// (512 KiB, reachable only where BIG TCP raised `gro_max_size`; 64 KiB
+/// otherwise).
+pub const MAX_GRO_BYTES: usize = 512 * 1024;
+
 /// Binds a UDP socket with raised buffers and wraps it for quinn.
 pub fn bind_udp(addr: SocketAddr, cfg: &TunnelConfig) -> io::Result<Arc<dyn AsyncUdpSocket>> {
     let domain = socket2::Domain::for_address(addr);
@@ -33,11 +44,24 @@ pub fn bind_udp(addr: SocketAddr, cfg: &TunnelConfig) -> io::Result<Arc<dyn Asyn
     sock.bind(&addr.into())?;
     let std_sock: std::net::UdpSocket = sock.into();
     let inner = quinn::TokioRuntime.wrap_udp_socket(std_sock)?;
-    Ok(Arc::new(SegmentingSocket { inner }))
+    Ok(Arc::new(SegmentingSocket {
+        inner,
+        max_datagram: usize::from(cfg.max_udp_payload),
+    }))
 }
 
 struct SegmentingSocket {
     inner: Arc<dyn AsyncUdpSocket>,
+    /// The largest datagram the endpoint accepts (its `max_udp_payload`).
+    max_datagram: usize,
+}
+
+/// How many GRO segments of up to `max_datagram` bytes quinn should size
+/// each receive slot for: what the socket allows (`gro`), but no more
+/// than it takes to hold the largest receive the kernel can coalesce.
+pub fn receive_segments(gro: usize, max_datagram: usize) -> usize {
+    let datagram = max_datagram.clamp(1, 64 * 1024);
+    gro.min(MAX_GRO_BYTES.div_ceil(datagram)).max(1)
 }
 
 impl fmt::Debug for SegmentingSocket {
@@ -104,7 +128,7 @@ impl AsyncUdpSocket for SegmentingSocket {
     }
 
     fn max_receive_segments(&self) -> usize {
-        self.inner.max_receive_segments()
+        receive_segments(self.inner.max_receive_segments(), self.max_datagram)
     }
 
     fn may_fragment(&self) -> bool {
@@ -115,6 +139,24 @@ impl AsyncUdpSocket for SegmentingSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_receive_slot_holds_the_largest_gro_receive_and_no_more() {
+        // quinn's own sizing where datagrams are small: GRO's 64 segments.
+        assert_eq!(receive_segments(64, 1452), 64);
+        assert_eq!(receive_segments(64, 1200), 64);
+        // Jumbo frames: 59 × 8,952 bytes ≥ 512 KiB.
+        assert_eq!(receive_segments(64, 8952), 59);
+        // Loopback's 64 KiB datagrams: 9 per slot, not 64 (4 MiB).
+        assert_eq!(receive_segments(64, 65_507), 9);
+        assert_eq!(receive_segments(64, 65_527), 9);
+        // No GRO: one datagram per slot, whatever its size.
+        assert_eq!(receive_segments(1, 65_507), 1);
+        for d in [1200, 1452, 8952, 20_000, 65_507] {
+            let n = receive_segments(64, d);
+            assert!(n * d >= MAX_GRO_BYTES || n == 64, "{d}: {n}");
+        }
+    }
 
     #[test]
     fn batches_fit_one_send_and_cover_everything() {

@@ -47,6 +47,9 @@ where
 struct Shared {
     tls: Arc<TlsConfigs>,
     cfg: TunnelConfig,
+    /// What each QUIC connection is accepted with, before its path-MTU
+    /// bound is set for the peer's route.
+    quic_base: quinn::ServerConfig,
     handler: StreamHandler,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -71,8 +74,10 @@ impl TunnelServer {
     ) -> std::io::Result<Self> {
         let (tcp, endpoint) = bind_pair(addr, &tls, &cfg).await?;
         let local_addr = tcp.local_addr()?;
+        let quic_base = quic_endpoint::server_config(tls.server(ALPN_H3), &cfg)?;
         let shared = Arc::new(Shared {
             conn_limit: Arc::new(Semaphore::new(cfg.max_connections.max(1))),
+            quic_base,
             tls,
             cfg,
             handler,
@@ -169,9 +174,10 @@ async fn accept_quic(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
 async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
     let remote = incoming.remote_address();
     let metrics = shared.tls.metrics().clone();
+    let config = quic_endpoint::server_config_for(&shared.quic_base, &shared.cfg, remote);
     let conn = match tokio::time::timeout(
         shared.cfg.handshake_timeout,
-        accept_quic_handshake(incoming),
+        accept_quic_handshake(incoming, config),
     )
     .await
     {
@@ -299,7 +305,7 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
     .await;
 }
 
-/// A QUIC connection whose client is known: a resumed session (its ticket
+/// A QUIC connection (accepted with `config`) whose client is known: a resumed session (its ticket
 /// names the client's chain) is served from the client's first flight, so
 /// requests it sent in 0-RTT data are answered a round trip sooner; a full
 /// handshake is served once it completes (the client's certificate arrives
@@ -308,8 +314,9 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
 /// ticket, so what is served early comes from the ticket's client, once.
 async fn accept_quic_handshake(
     incoming: quinn::Incoming,
+    config: Arc<quinn::ServerConfig>,
 ) -> Result<quinn::Connection, quinn::ConnectionError> {
-    let mut connecting = incoming.accept()?;
+    let mut connecting = incoming.accept_with(config)?;
     // The whole ClientHello (it may span several packets) has been read
     // once the handshake data is ready: a resumed session's client is
     // known from then on.

@@ -6,6 +6,7 @@
 
 pub mod connect_proxy;
 pub mod detect;
+pub mod first_flight;
 pub mod http;
 pub mod original_dst;
 pub mod route;

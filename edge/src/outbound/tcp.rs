@@ -1,5 +1,6 @@
 //! Opaque TCP from the application: pick an endpoint (per connection), open
-//! a CONNECT tunnel to it and splice. Failures close the application's
+//! a CONNECT tunnel to it, send the application's first bytes with it
+//! ([`super::first_flight`]) and splice. Failures close the application's
 //! connection promptly with a reset.
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use ferry_transport::tunnel::splice::reset_tcp_stream;
 use ferry_transport::tunnel::{splice, ConnectMeta, TunnelError};
 use tokio::net::TcpStream;
 
+use super::first_flight;
 use super::route::Target;
 use crate::config::NonMeshPolicy;
 use crate::context::EdgeContext;
@@ -23,9 +25,12 @@ pub async fn forward(tcp: TcpStream, prefix: Bytes, target: Target, ctx: Arc<Edg
         source: Some(ctx.id().to_string()),
         traceparent: None,
     };
-    // Up to two endpoints: nothing of the connection has been sent yet.
+    // Up to two endpoints while nothing of the connection has been sent:
+    // a stream that could not be opened. Once open, the prefix and the
+    // first flight are on it, and its failure ends the connection.
     let mut candidates = endpoints.clone();
     let mut opened = None;
+    let mut early = 0u64;
     for _attempt in 0..2 {
         let Some((endpoint, lease)) = ctx.balancer.pick(&candidates) else {
             break;
@@ -34,10 +39,15 @@ pub async fn forward(tcp: TcpStream, prefix: Bytes, target: Target, ctx: Arc<Edg
             candidates.retain(|e| e != &endpoint);
         }
         let peer = endpoint.peer_key();
-        let attempt = tokio::time::timeout(
-            ctx.cfg.outbound.connect_timeout,
-            ctx.client.connect_tcp(&peer, endpoint.address, &meta),
-        )
+        let attempt = tokio::time::timeout(ctx.cfg.outbound.connect_timeout, async {
+            let mut pending = ctx.client.begin_tcp(&peer, endpoint.address, &meta).await?;
+            if !prefix.is_empty() {
+                pending.send.send_data(prefix.clone()).await?;
+            }
+            let (r, n) = first_flight::forward_until_answered(&tcp, pending).await;
+            early = n;
+            r
+        })
         .await;
         match attempt {
             Ok(Ok(t)) => {
@@ -50,8 +60,9 @@ pub async fn forward(tcp: TcpStream, prefix: Bytes, target: Target, ctx: Arc<Edg
                 lease.done(answered);
                 tracing::info!(target: "access", direction = "outbound", dst = %name, peer = %endpoint.id, error = %e, "tcp connect failed");
                 // Retry only failures to reach the peer proxy; an answer
-                // from it (a refusal, a reset by policy) would not change.
-                if answered {
+                // from it (a refusal, a reset by policy) would not change,
+                // and the application's bytes already sent are gone.
+                if answered || early > 0 {
                     break;
                 }
             }
@@ -62,7 +73,7 @@ pub async fn forward(tcp: TcpStream, prefix: Bytes, target: Target, ctx: Arc<Edg
             }
         }
     }
-    let Some((mut tunnel, endpoint, mut lease)) = opened else {
+    let Some((tunnel, endpoint, mut lease)) = opened else {
         if endpoints.is_empty() {
             tracing::info!(target: "access", direction = "outbound", dst = %name, result = "no_endpoints", "tcp refused");
         }
@@ -72,11 +83,7 @@ pub async fn forward(tcp: TcpStream, prefix: Bytes, target: Target, ctx: Arc<Edg
     lease.since(tunnel.opened_at);
     lease.done(true);
     let transport = tunnel.transport;
-    let prefix_len = prefix.len() as u64;
-    if !prefix.is_empty() && tunnel.send.send_data(prefix).await.is_err() {
-        reset_tcp_stream(tcp);
-        return;
-    }
+    let prefix_len = prefix.len() as u64 + early;
     let result = splice(
         tcp,
         tunnel.send,

@@ -404,7 +404,7 @@ impl TunnelClient {
                 addr: through.addr,
                 detail: e.to_string(),
             })?;
-        self.open_connect(through, req).await
+        self.begin_connect(through, req).await?.established().await
     }
 
     async fn after_quic_alone(

@@ -36,4 +36,4 @@ pub use relay::{relay, RelayStats};
 pub use server::{handler, StreamHandler, TunnelServer};
 pub use splice::{splice, SpliceStats};
 pub use stream_io::stream_io;
-pub use tcp_tunnel::{parse_target, refuse, serve_connect, ConnectMeta, TcpTunnel};
+pub use tcp_tunnel::{parse_target, refuse, serve_connect, ConnectMeta, PendingTunnel, TcpTunnel};

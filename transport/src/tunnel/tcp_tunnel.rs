@@ -3,8 +3,15 @@
 //! it; the server checks the authority, dials the target and splices back.
 //! Status codes: 200 connected, 400 malformed, 403 not authorized, 502
 //! refused, 503 unreachable, 504 timed out.
+//!
+//! The client may write before the answer ([`PendingTunnel`]): the peer
+//! reads the stream only once it has connected to the target, so bytes
+//! sent early wait in the stream's flow-control window, and are discarded
+//! with the stream if the answer is a refusal.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
@@ -12,6 +19,7 @@ use tokio::net::TcpStream;
 
 use super::body::{RecvBody, SendBody};
 use super::client::{PeerKey, TunnelClient};
+use super::connection::ResponseFuture;
 use super::error::TunnelError;
 use super::headers;
 use super::incoming::IncomingStream;
@@ -39,6 +47,50 @@ pub struct TcpTunnel {
     pub opened_at: Instant,
 }
 
+/// A CONNECT stream opened and not answered yet. What is written to
+/// `send` now reaches the target once the peer has connected to it.
+pub struct PendingTunnel {
+    pub send: SendBody,
+    pub transport: TransportKind,
+    /// When the stream was opened on a ready connection (after any dial).
+    pub opened_at: Instant,
+    /// The peer's answer: the response body on 200, any other status
+    /// [`TunnelError::Refused`] with its `ferry-error`.
+    pub answer: Pin<Box<dyn Future<Output = Result<RecvBody, TunnelError>> + Send>>,
+}
+
+impl PendingTunnel {
+    /// Waits for the answer.
+    pub async fn established(self) -> Result<TcpTunnel, TunnelError> {
+        let recv = self.answer.await?;
+        Ok(TcpTunnel {
+            send: self.send,
+            recv,
+            transport: self.transport,
+            opened_at: self.opened_at,
+        })
+    }
+}
+
+/// The response body of a 200; any other status is a refusal.
+async fn answer(response: ResponseFuture) -> Result<RecvBody, TunnelError> {
+    let (resp, mut recv) = response.response().await?;
+    if resp.status() == StatusCode::OK {
+        return Ok(recv);
+    }
+    let why = resp
+        .headers()
+        .get(headers::FERRY_ERROR)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    recv.stop();
+    Err(TunnelError::Refused {
+        status: resp.status(),
+        detail: why,
+    })
+}
+
 impl TunnelClient {
     /// Opens a CONNECT stream to `target` through `peer` and waits for 200.
     pub async fn connect_tcp(
@@ -47,6 +99,20 @@ impl TunnelClient {
         target: SocketAddr,
         meta: &ConnectMeta,
     ) -> Result<TcpTunnel, TunnelError> {
+        self.begin_tcp(peer, target, meta)
+            .await?
+            .established()
+            .await
+    }
+
+    /// Opens a CONNECT stream to `target` through `peer` without waiting
+    /// for the answer, so the caller can send its first bytes at once.
+    pub async fn begin_tcp(
+        &self,
+        peer: &PeerKey,
+        target: SocketAddr,
+        meta: &ConnectMeta,
+    ) -> Result<PendingTunnel, TunnelError> {
         let mut req = http::Request::builder()
             .method(Method::CONNECT)
             .uri(target.to_string());
@@ -63,37 +129,22 @@ impl TunnelClient {
             addr: peer.addr,
             detail: format!("bad CONNECT metadata: {e}"),
         })?;
-        self.open_connect(peer, req).await
+        self.begin_connect(peer, req).await
     }
 
-    /// Opens a `CONNECT` stream through `peer` and waits for its 200; any
-    /// other answer is [`TunnelError::Refused`] with its `ferry-error`.
-    pub(crate) async fn open_connect(
+    /// Opens a `CONNECT` stream through `peer`; its answer is awaited by
+    /// the caller ([`PendingTunnel`]).
+    pub(crate) async fn begin_connect(
         &self,
         peer: &PeerKey,
         req: http::Request<()>,
-    ) -> Result<TcpTunnel, TunnelError> {
+    ) -> Result<PendingTunnel, TunnelError> {
         let opened = self.open(peer, &req).await?;
-        let opened_at = Instant::now();
-        let (resp, mut recv) = opened.response.response().await?;
-        if resp.status() != StatusCode::OK {
-            let why = resp
-                .headers()
-                .get(headers::FERRY_ERROR)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            recv.stop();
-            return Err(TunnelError::Refused {
-                status: resp.status(),
-                detail: why,
-            });
-        }
-        Ok(TcpTunnel {
+        Ok(PendingTunnel {
             send: opened.send,
-            recv,
             transport: opened.transport,
-            opened_at,
+            opened_at: Instant::now(),
+            answer: Box::pin(answer(opened.response)),
         })
     }
 }

@@ -324,3 +324,37 @@ fn tunnel_early_data_is_on_unless_turned_off_and_must_be_a_bool() {
     let (err, path) = edge_error(&with_tunnel_line("early_data = \"yes\""));
     assert_names(&err, &path, 6, "early_data");
 }
+
+#[test]
+fn tunnel_cipher_suites_default_to_all_three_and_bad_lists_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "default.toml", &with_tunnel_line(""));
+    assert_eq!(
+        EdgeConfig::load(&p).unwrap().tunnel.cipher_suites,
+        [
+            "TLS_AES_128_GCM_SHA256",
+            "TLS_AES_256_GCM_SHA384",
+            "TLS_CHACHA20_POLY1305_SHA256"
+        ]
+    );
+    let p = write(
+        dir.path(),
+        "aes256.toml",
+        &with_tunnel_line("cipher_suites = [\"TLS_AES_256_GCM_SHA384\"]"),
+    );
+    assert_eq!(
+        EdgeConfig::load(&p).unwrap().tunnel.cipher_suites,
+        ["TLS_AES_256_GCM_SHA384"]
+    );
+    let (err, path) = edge_error(&with_tunnel_line(
+        "cipher_suites = [\"TLS_AES_256_CBC_SHA\"]",
+    ));
+    assert_names(&err, &path, 6, "tunnel.cipher_suites");
+    assert!(
+        err.contains("unknown TLS 1.3 cipher suite \"TLS_AES_256_CBC_SHA\""),
+        "{err}"
+    );
+    let (err, path) = edge_error(&with_tunnel_line("cipher_suites = []"));
+    assert_names(&err, &path, 6, "tunnel.cipher_suites");
+    assert!(err.contains("at least one"), "{err}");
+}

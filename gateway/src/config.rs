@@ -63,6 +63,10 @@ pub struct TunnelSection {
     /// discovery probes up to its route's MTU less the headers, at most this.
     #[serde(default = "default_udp_payload")]
     pub max_udp_payload: u16,
+    /// TLS 1.3 cipher suites by IANA name, in order of preference (as an
+    /// edge's `tunnel.cipher_suites`).
+    #[serde(default = "ferry_transport::crypto::default_cipher_suite_names")]
+    pub cipher_suites: Vec<String>,
 }
 
 fn default_tunnel() -> SocketAddr {
@@ -77,6 +81,7 @@ impl Default for TunnelSection {
         Self {
             listen: default_tunnel(),
             max_udp_payload: default_udp_payload(),
+            cipher_suites: ferry_transport::crypto::default_cipher_suite_names(),
         }
     }
 }
@@ -152,6 +157,14 @@ impl GatewayConfig {
             field: "tunnel.max_udp_payload".into(),
             message,
         })?;
+        ferry_transport::crypto::parse_cipher_suites(&cfg.tunnel.cipher_suites).map_err(
+            |message| ConfigError::Invalid {
+                path: path.display().to_string(),
+                line: line_of_key(&text, "cipher_suites"),
+                field: "tunnel.cipher_suites".into(),
+                message,
+            },
+        )?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         cfg.control.resolve_paths(&base);
         if let Some(id) = &mut cfg.identity {
@@ -189,5 +202,21 @@ mod tests {
         assert!(err.contains("tunnel.max_udp_payload"), "{err}");
         assert!(err.contains("900 is out of range"), "{err}");
         load(&format!("{CONTROL}[tunnel]\nmax_udp_payload = 65507\n")).unwrap();
+    }
+
+    #[test]
+    fn an_unknown_cipher_suite_names_line_and_field() {
+        let err = load(&format!(
+            "{CONTROL}[tunnel]\ncipher_suites = [\"TLS_AES_128_CCM_SHA256\"]\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("line 7"), "{err}");
+        assert!(err.contains("tunnel.cipher_suites"), "{err}");
+        assert!(err.contains("\"TLS_AES_128_CCM_SHA256\""), "{err}");
+        let ok = load(&format!(
+            "{CONTROL}[tunnel]\ncipher_suites = [\"TLS_AES_256_GCM_SHA384\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.tunnel.cipher_suites, ["TLS_AES_256_GCM_SHA384"]);
     }
 }

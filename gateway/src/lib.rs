@@ -151,7 +151,10 @@ pub async fn start(
     let background = CancellationToken::new();
     let background_guard = background.clone().drop_guard();
     let (identity, trust_refresh) = identity(&cfg, &transport_metrics, &stop).await?;
-    let tls = TlsConfigs::new(identity.clone(), transport_metrics);
+    // Validated when a file is loaded; a config built in code is checked here.
+    let suites = ferry_transport::crypto::parse_cipher_suites(&cfg.tunnel.cipher_suites)
+        .map_err(|e| GatewayError::Other(format!("tunnel.cipher_suites: {e}")))?;
+    let tls = TlsConfigs::with_cipher_suites(identity.clone(), transport_metrics, &suites);
     let tcfg = TunnelConfig {
         max_udp_payload: cfg.tunnel.max_udp_payload,
         max_connections: cfg.limits.max_connections,

@@ -17,6 +17,69 @@
 use std::sync::{Arc, OnceLock};
 
 use rustls::crypto::CryptoProvider;
+use rustls::CipherSuite;
+
+/// The TLS 1.3 cipher suites Ferry offers, by their IANA names, in its
+/// default order of preference (`tunnel.cipher_suites`).
+pub const CIPHER_SUITES: [(&str, CipherSuite); 3] = [
+    (
+        "TLS_AES_128_GCM_SHA256",
+        CipherSuite::TLS13_AES_128_GCM_SHA256,
+    ),
+    (
+        "TLS_AES_256_GCM_SHA384",
+        CipherSuite::TLS13_AES_256_GCM_SHA384,
+    ),
+    (
+        "TLS_CHACHA20_POLY1305_SHA256",
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+    ),
+];
+
+/// [`CIPHER_SUITES`]' names, in order: a configuration's default.
+pub fn default_cipher_suite_names() -> Vec<String> {
+    CIPHER_SUITES
+        .iter()
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// The suites named in `names` (IANA names, see [`CIPHER_SUITES`]), in
+/// that order: at least one, each known and named once.
+pub fn parse_cipher_suites<S: AsRef<str>>(names: &[S]) -> Result<Vec<CipherSuite>, String> {
+    if names.is_empty() {
+        return Err("no cipher suite: name at least one".into());
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let name = name.as_ref();
+        let Some((_, suite)) = CIPHER_SUITES.iter().find(|(n, _)| *n == name) else {
+            let known: Vec<&str> = CIPHER_SUITES.iter().map(|(n, _)| *n).collect();
+            return Err(format!(
+                "unknown TLS 1.3 cipher suite {name:?} (expected one of {})",
+                known.join(", ")
+            ));
+        };
+        if out.contains(suite) {
+            return Err(format!("cipher suite {name} is named twice"));
+        }
+        out.push(*suite);
+    }
+    Ok(out)
+}
+
+/// Ferry's provider offering only `suites`, in that order (the TLS 1.2
+/// suites go too: Ferry speaks TLS 1.3 only). With Ferry's default list
+/// it is [`provider`]'s equal.
+pub fn provider_with_suites(suites: &[CipherSuite]) -> Arc<CryptoProvider> {
+    let mut p = CryptoProvider::clone(&provider());
+    let offered = std::mem::take(&mut p.cipher_suites);
+    p.cipher_suites = suites
+        .iter()
+        .filter_map(|want| offered.iter().find(|s| s.suite() == *want).copied())
+        .collect();
+    Arc::new(p)
+}
 
 /// The aws-lc-rs crypto provider, shared by every rustls config Ferry builds
 /// (`builder_with_provider`) and by its certificate verifiers.
@@ -82,7 +145,58 @@ pub fn warm_up_crypto() -> impl std::future::Future<Output = ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustls::CipherSuite;
+
+    fn suites(p: &CryptoProvider) -> Vec<CipherSuite> {
+        p.cipher_suites.iter().map(|s| s.suite()).collect()
+    }
+
+    #[test]
+    fn cipher_suites_parse_in_the_order_given() {
+        assert_eq!(
+            parse_cipher_suites(&["TLS_AES_256_GCM_SHA384"]).unwrap(),
+            vec![CipherSuite::TLS13_AES_256_GCM_SHA384]
+        );
+        assert_eq!(
+            parse_cipher_suites(&["TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"])
+                .unwrap(),
+            vec![
+                CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+                CipherSuite::TLS13_AES_128_GCM_SHA256
+            ]
+        );
+        let all: Vec<&str> = CIPHER_SUITES.iter().map(|(n, _)| *n).collect();
+        assert_eq!(parse_cipher_suites(&all).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn bad_cipher_suite_lists_are_refused_with_the_reason() {
+        let e = parse_cipher_suites(&["TLS_AES_256_CBC_SHA"]).unwrap_err();
+        assert!(
+            e.contains("\"TLS_AES_256_CBC_SHA\"") && e.contains("TLS_AES_128_GCM_SHA256"),
+            "{e}"
+        );
+        let e = parse_cipher_suites::<&str>(&[]).unwrap_err();
+        assert!(e.contains("at least one"), "{e}");
+        let e =
+            parse_cipher_suites(&["TLS_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256"]).unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn a_restricted_provider_offers_exactly_the_suites_named() {
+        let only = provider_with_suites(&[CipherSuite::TLS13_AES_256_GCM_SHA384]);
+        assert_eq!(suites(&only), vec![CipherSuite::TLS13_AES_256_GCM_SHA384]);
+        let default: Vec<CipherSuite> = CIPHER_SUITES.iter().map(|(_, s)| *s).collect();
+        let tls13: Vec<CipherSuite> = suites(&provider())
+            .into_iter()
+            .filter(|s| default.contains(s))
+            .collect();
+        assert_eq!(
+            tls13, default,
+            "the default list is the provider's TLS 1.3 order"
+        );
+        assert_eq!(suites(&provider_with_suites(&default)), default);
+    }
 
     #[test]
     fn aes128_gcm_comes_first_and_no_suite_is_lost() {

@@ -93,6 +93,8 @@ impl EdgeConfig {
         }
         check_udp_payload(self.tunnel.max_udp_payload)
             .map_err(|m| invalid("tunnel.max_udp_payload", "max_udp_payload", m))?;
+        ferry_transport::crypto::parse_cipher_suites(&self.tunnel.cipher_suites)
+            .map_err(|m| invalid("tunnel.cipher_suites", "cipher_suites", m))?;
         let mut seen = std::collections::HashSet::new();
         for (i, l) in self.outbound.listeners.iter().enumerate() {
             if l.listen.port() != 0 && !seen.insert(l.listen) {

@@ -96,6 +96,12 @@ pub struct TunnelSection {
     /// (on by default; this edge always accepts 0-RTT data from its peers).
     #[serde(default = "default_early_data")]
     pub early_data: bool,
+    /// TLS 1.3 cipher suites offered and accepted on the tunnel port and
+    /// in dials, by IANA name, in order of preference (default: all three,
+    /// AES-128-GCM first). QUIC's Initial packets use AES-128-GCM whatever
+    /// this says (RFC 9001).
+    #[serde(default = "ferry_transport::crypto::default_cipher_suite_names")]
+    pub cipher_suites: Vec<String>,
 }
 
 /// A QUIC congestion controller, as the configuration names it.
@@ -131,6 +137,7 @@ impl Default for TunnelSection {
             max_concurrent_streams: None,
             pool_idle_timeout: None,
             early_data: default_early_data(),
+            cipher_suites: ferry_transport::crypto::default_cipher_suite_names(),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use rustls::client::ResolvesClientCert;
+use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ServerConfig, SignatureScheme};
@@ -64,16 +65,45 @@ type GenerationConfig = (u64, Arc<ClientConfig>);
 pub struct TlsConfigs {
     store: Arc<IdentityStore>,
     metrics: TransportMetrics,
+    /// Ferry's crypto provider, or one offering fewer cipher suites.
+    provider: Arc<CryptoProvider>,
     sessions: Arc<ResumableSessions>,
     clients: DashMap<(SpiffeId, &'static [u8]), GenerationConfig>,
 }
 
 impl TlsConfigs {
     pub fn new(store: Arc<IdentityStore>, metrics: TransportMetrics) -> Arc<Self> {
+        Self::with_provider(store, metrics, crate::crypto::provider())
+    }
+
+    /// Configs that offer and accept only `suites` (TLS 1.3 cipher
+    /// suites, in order of preference; see
+    /// [`crate::crypto::parse_cipher_suites`]). QUIC's Initial packets
+    /// keep AES-128-GCM, as RFC 9001 requires. No suite Ferry knows among
+    /// them: Ferry's default list.
+    pub fn with_cipher_suites(
+        store: Arc<IdentityStore>,
+        metrics: TransportMetrics,
+        suites: &[rustls::CipherSuite],
+    ) -> Arc<Self> {
+        let provider = crate::crypto::provider_with_suites(suites);
+        let provider = match provider.cipher_suites.is_empty() {
+            true => crate::crypto::provider(),
+            false => provider,
+        };
+        Self::with_provider(store, metrics, provider)
+    }
+
+    fn with_provider(
+        store: Arc<IdentityStore>,
+        metrics: TransportMetrics,
+        provider: Arc<CryptoProvider>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             sessions: ResumableSessions::new(store.clone(), metrics.clone()),
             store,
             metrics,
+            provider,
             clients: DashMap::new(),
         })
     }
@@ -114,9 +144,9 @@ impl TlsConfigs {
         verifier: ClientIdentityVerifier,
         alpn: &'static [u8],
     ) -> Arc<ServerConfig> {
-        let mut cfg = ServerConfig::builder_with_provider(crate::crypto::provider())
+        let mut cfg = ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("aws-lc-rs supports TLS 1.3")
+            .expect("aws-lc-rs supports TLS 1.3 with every suite it offers")
             .with_client_cert_verifier(Arc::new(verifier))
             .with_cert_resolver(Arc::new(CurrentCert(self.store.clone())));
         cfg.alpn_protocols = vec![alpn.to_vec()];
@@ -154,9 +184,9 @@ impl TlsConfigs {
             expected.clone(),
             self.metrics.clone(),
         );
-        let mut cfg = ClientConfig::builder_with_provider(crate::crypto::provider())
+        let mut cfg = ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("aws-lc-rs supports TLS 1.3")
+            .expect("aws-lc-rs supports TLS 1.3 with every suite it offers")
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_client_cert_resolver(Arc::new(CurrentCert(self.store.clone())));

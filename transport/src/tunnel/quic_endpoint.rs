@@ -107,13 +107,27 @@ fn endpoint_config(cfg: &TunnelConfig) -> EndpointConfig {
     e
 }
 
+/// What protects QUIC's Initial packets: AES-128-GCM, always (RFC 9001
+/// section 5), whichever suites the TLS configs offer for the rest of the
+/// connection (`tunnel.cipher_suites` may leave it out).
+fn initial_suite() -> rustls::quic::Suite {
+    crate::crypto::provider()
+        .cipher_suites
+        .iter()
+        .find_map(|cs| match (cs.suite(), cs.tls13()) {
+            (rustls::CipherSuite::TLS13_AES_128_GCM_SHA256, Some(s)) => s.quic_suite(),
+            _ => None,
+        })
+        .expect("aws-lc-rs provides TLS_AES_128_GCM_SHA256 for QUIC")
+}
+
 /// quinn's server config from a rustls config: what a QUIC endpoint
 /// accepts connections with (see [`server_config_for`] for one peer).
 pub fn server_config(
     tls: Arc<rustls::ServerConfig>,
     cfg: &TunnelConfig,
 ) -> std::io::Result<quinn::ServerConfig> {
-    let crypto = QuicServerConfig::try_from(tls)
+    let crypto = QuicServerConfig::with_initial(tls, initial_suite())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(transport_config(cfg, Role::Server));
@@ -182,7 +196,7 @@ fn with_transport(
     tls: Arc<rustls::ClientConfig>,
     transport: Arc<TransportConfig>,
 ) -> Result<quinn::ClientConfig, String> {
-    let crypto = QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
+    let crypto = QuicClientConfig::with_initial(tls, initial_suite()).map_err(|e| e.to_string())?;
     let mut c = quinn::ClientConfig::new(Arc::new(crypto));
     c.transport_config(transport);
     Ok(c)

@@ -31,7 +31,7 @@ const V6_HEADERS: u32 = 48;
 /// UDP payload, at most `ceiling`. Falls back to [`FALLBACK`] (at most
 /// `ceiling`) when the kernel has no route or cannot say.
 pub fn upper_bound(ceiling: u16, peer: SocketAddr) -> u16 {
-    bound(ceiling, route_payload(peer.ip()))
+    bound(ceiling, route_payload(peer))
 }
 
 /// The bound for a route carrying `route` bytes of UDP payload (`None`:
@@ -41,29 +41,39 @@ fn bound(ceiling: u16, route: Option<u32>) -> u16 {
     ceiling.min(u16::try_from(route).unwrap_or(u16::MAX))
 }
 
-/// The largest UDP payload the route to `ip` carries in one IP packet
+/// The largest UDP payload the route to `peer` carries in one IP packet
 /// (the route's MTU less the headers), if the kernel says.
-pub fn route_payload(ip: IpAddr) -> Option<u32> {
-    // A v4 peer seen on a dual-stack socket (`::ffff:a.b.c.d`) travels as IPv4.
-    let ip = ip.to_canonical();
-    let mtu = route_mtu(ip).ok()?;
-    let headers = if ip.is_ipv4() { V4_HEADERS } else { V6_HEADERS };
+pub fn route_payload(peer: SocketAddr) -> Option<u32> {
+    // A v4 peer seen on a dual-stack socket (`::ffff:a.b.c.d`) travels as
+    // IPv4; a v6 one keeps its scope (a link-local address needs it).
+    let peer = match peer {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => peer,
+        },
+        v4 => v4,
+    };
+    let mtu = route_mtu(peer).ok()?;
+    let headers = if peer.is_ipv4() {
+        V4_HEADERS
+    } else {
+        V6_HEADERS
+    };
     mtu.checked_sub(headers).filter(|p| *p >= 1200)
 }
 
-/// The MTU of the route to `ip`: a UDP socket connected to it (nothing is
-/// sent) and the kernel's `IP_MTU` / `IPV6_MTU` for that route.
+/// The MTU of the route to `peer`: a UDP socket connected to it (nothing
+/// is sent) and the kernel's `IP_MTU` / `IPV6_MTU` for that route.
 #[cfg(target_os = "linux")]
-fn route_mtu(ip: IpAddr) -> std::io::Result<u32> {
+fn route_mtu(peer: SocketAddr) -> std::io::Result<u32> {
     use socket2::{Domain, Protocol, Socket, Type};
     use std::os::fd::AsRawFd;
 
-    let addr = SocketAddr::new(ip, 9);
-    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    sock.connect(&addr.into())?;
-    let (level, name) = match ip {
-        IpAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_MTU),
-        IpAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_MTU),
+    let sock = Socket::new(Domain::for_address(peer), Type::DGRAM, Some(Protocol::UDP))?;
+    sock.connect(&peer.into())?;
+    let (level, name) = match peer {
+        SocketAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_MTU),
+        SocketAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_MTU),
     };
     let mut mtu: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -85,7 +95,7 @@ fn route_mtu(ip: IpAddr) -> std::io::Result<u32> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn route_mtu(_ip: IpAddr) -> std::io::Result<u32> {
+fn route_mtu(_peer: SocketAddr) -> std::io::Result<u32> {
     Err(std::io::Error::other("route MTU lookup is Linux-only"))
 }
 
@@ -97,26 +107,42 @@ mod tests {
         SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port)
     }
 
-    #[test]
-    fn loopback_route_gives_loopbacks_mtu_less_ipv4_headers() {
-        let mtu = std::fs::read_to_string("/sys/class/net/lo/mtu")
+    fn lo_mtu() -> u32 {
+        std::fs::read_to_string("/sys/class/net/lo/mtu")
             .expect("loopback's MTU")
             .trim()
             .parse::<u32>()
-            .expect("a number");
+            .expect("a number")
+    }
+
+    #[test]
+    fn loopback_route_gives_loopbacks_mtu_less_ipv4_headers() {
+        let mtu = lo_mtu();
         // The kernel caps a route's MTU at IP's 65,535 (lo's is 65,536).
         let want = mtu.min(65_535) - 28;
-        assert_eq!(route_payload(lo(0).ip()), Some(want), "IPv4 route over lo");
+        assert_eq!(route_payload(lo(4143)), Some(want), "IPv4 route over lo");
         // Seen on a dual-stack socket, the same peer is still IPv4.
-        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:4143".parse().unwrap();
         assert_eq!(route_payload(mapped), Some(want));
+    }
+
+    #[test]
+    fn ipv6_routes_lose_ipv6_headers() {
+        // Where the host has IPv6 on loopback (as Linux does unless it is
+        // disabled), [::1] routes over lo with 40-byte IP headers (and,
+        // unlike IPv4's, the route's MTU is not capped at 65,535).
+        if std::net::UdpSocket::bind("[::1]:0").is_err() {
+            return;
+        }
+        let peer: SocketAddr = "[::1]:4143".parse().unwrap();
+        assert_eq!(route_payload(peer), Some(lo_mtu() - 48));
     }
 
     #[test]
     fn the_bound_never_exceeds_the_ceiling() {
         assert_eq!(upper_bound(1452, lo(4143)), 1452);
         assert_eq!(upper_bound(9000, lo(4143)), 9000);
-        let lo_payload = route_payload(lo(0).ip()).expect("route over lo");
+        let lo_payload = route_payload(lo(4143)).expect("route over lo");
         assert_eq!(upper_bound(65_507, lo(4143)), lo_payload.min(65_507) as u16);
     }
 

@@ -45,7 +45,9 @@ pub fn transport_config_to(
     role: Role,
     peer: SocketAddr,
 ) -> Arc<TransportConfig> {
-    build_transport(cfg, role, path_mtu::upper_bound(cfg.max_udp_payload, peer))
+    let bound = path_mtu::upper_bound(cfg.max_udp_payload, peer);
+    tracing::debug!(%peer, ?role, bound, "QUIC path-MTU discovery bound");
+    build_transport(cfg, role, bound)
 }
 
 fn build_transport(cfg: &TunnelConfig, role: Role, mtu_bound: u16) -> Arc<TransportConfig> {

@@ -305,13 +305,14 @@ async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>) {
     .await;
 }
 
-/// A QUIC connection (accepted with `config`) whose client is known: a resumed session (its ticket
-/// names the client's chain) is served from the client's first flight, so
-/// requests it sent in 0-RTT data are answered a round trip sooner; a full
-/// handshake is served once it completes (the client's certificate arrives
-/// last). 1-RTT streams are never read before the handshake completes
-/// (RFC 9001 §5.7), and 0-RTT data is only accepted with a single-use
-/// ticket, so what is served early comes from the ticket's client, once.
+/// A QUIC connection (accepted with `config`) whose client is known: a
+/// resumed session (its ticket names the client's chain) is served from
+/// the client's first flight, so requests it sent in 0-RTT data are
+/// answered a round trip sooner; a full handshake is served once it
+/// completes (the client's certificate arrives last). 1-RTT streams are
+/// never read before the handshake completes (RFC 9001 §5.7), and 0-RTT
+/// data is only accepted with a single-use ticket, so what is served early
+/// comes from the ticket's client, once.
 async fn accept_quic_handshake(
     incoming: quinn::Incoming,
     config: Arc<quinn::ServerConfig>,

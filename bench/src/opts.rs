@@ -108,6 +108,8 @@ pub struct Plan {
     /// Per loss/RTT condition.
     pub netem_secs: Duration,
     pub netem_streams: usize,
+    /// Sequential new application connections at 20 ms RTT (0: none).
+    pub netem_new_conns: usize,
     /// Loss percentages and one-way delays (half the RTT) of the conditions.
     pub netem_loss: Vec<f64>,
     pub netem_rtt_ms: Vec<u64>,
@@ -149,6 +151,7 @@ impl Plan {
                 idle_cpu_window: Duration::from_millis(300),
                 netem_secs: Duration::from_millis(1500),
                 netem_streams: 64,
+                netem_new_conns: 0,
                 netem_loss: vec![0.0, 2.0],
                 netem_rtt_ms: vec![20],
             }
@@ -168,6 +171,7 @@ impl Plan {
                 idle_cpu_window: Duration::from_secs(5),
                 netem_secs: Duration::from_secs(10),
                 netem_streams: 64,
+                netem_new_conns: 100,
                 netem_loss: vec![0.0, 1.0, 2.0, 3.0],
                 netem_rtt_ms: vec![1, 20],
             }

@@ -29,6 +29,7 @@ use crate::topology::Topology;
 pub const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Everything a peer needs to start.
+#[derive(Clone)]
 pub struct Ctx<'a> {
     pub topo: &'a Topology,
     pub app: &'a App,

@@ -7,14 +7,16 @@
 //! connection (QUIC streams, or HTTP/2 streams on one TCP connection); the
 //! pairs use one TLS connection per application connection. Each path is
 //! started afresh for each RTT. With 0 % loss at 20 ms RTT the cold/resumed
-//! handshake rows are measured too.
+//! handshake rows and, outside `--quick`, the new-application-connection
+//! rows (fewer connections, and the opaque-HTTP paths too) are measured
+//! too.
 
 use std::time::Duration;
 
 use anyhow::Result;
 use ferry_netem::Impairment;
 
-use super::{handshake, ms, Env};
+use super::{handshake, ms, new_conn, Env};
 use crate::app::App;
 use crate::histogram::Histogram;
 use crate::loadgen::max_rate;
@@ -102,6 +104,35 @@ fn curve(env: &Env, kind: PathKind, name: &str, h: &Histogram, results: &mut Res
     });
 }
 
+/// The new-connection scenario on a fresh path at 20 ms RTT, no loss.
+fn new_conns_at_20ms(env: &Env, kind: PathKind, ctx: &Ctx, results: &mut Results) {
+    if env.plan.netem_new_conns == 0 {
+        return;
+    }
+    let ctx = Ctx {
+        dir: ctx.dir.join("new-conn"),
+        ..ctx.clone()
+    };
+    let imp = match impair(env.topo, 0.0, 20) {
+        Ok(imp) => imp,
+        Err(e) => {
+            results.problems.push(format!("{e:#}"));
+            return;
+        }
+    };
+    match RunningPath::start(kind, &ctx) {
+        Ok(mut path) => new_conn::run_n(env, &mut path, env.plan.netem_new_conns, results),
+        Err(e) => results
+            .table(
+                LINK,
+                &new_conn::scenario(env.plan.netem_new_conns),
+                &new_conn::metrics(),
+            )
+            .note(kind, format!("failed to start: {e:#}")),
+    }
+    drop(imp);
+}
+
 /// Measures every condition for the paths of the plan.
 pub fn run_all(setup: &Setup, results: &mut Results) -> Result<()> {
     if let Some(why) = setup.programs.missing_for_loss() {
@@ -126,7 +157,7 @@ pub fn run_all(setup: &Setup, results: &mut Results) -> Result<()> {
         .iter()
         .copied()
         .filter(|p| {
-            p.measures("lossy")
+            (p.measures("lossy") || (p.is_opaque_http() && !setup.opts.quick))
                 && (!setup.opts.quick
                     || matches!(
                         p,
@@ -160,6 +191,14 @@ pub fn run_all(setup: &Setup, results: &mut Results) -> Result<()> {
             programs: &setup.programs,
             dir: setup.work.path().join(format!("netem-{i}-{}", kind.key())),
         };
+        // New application connections where the RTT shows (20 ms, no
+        // loss): the pairs pay TCP's and TLS's round trips per connection,
+        // Ferry one for the request on its pooled tunnel (and, for opaque
+        // TCP, none for the CONNECT: the first bytes ride with it).
+        new_conns_at_20ms(&env, kind, &ctx, results);
+        if !kind.measures("lossy") {
+            continue;
+        }
         // A fresh path for each RTT: a deployment on a 20 ms network never
         // saw 1 ms. The pairs get new TLS connections with every batch of
         // application connections anyway; Ferry's pooled tunnel connection
@@ -223,10 +262,14 @@ pub fn run_all(setup: &Setup, results: &mut Results) -> Result<()> {
             Err(e) => results.problems.push(format!("{e:#}")),
         }
     }
-    if let Some(t) = results
+    let at_20ms = [
+        handshake::SCENARIO.to_string(),
+        new_conn::scenario(setup.plan.netem_new_conns),
+    ];
+    for t in results
         .tables
         .iter_mut()
-        .find(|t| t.link == LINK && t.scenario == handshake::SCENARIO)
+        .filter(|t| t.link == LINK && at_20ms.contains(&t.scenario))
     {
         t.notes
             .push("Measured with 20 ms RTT (10 ms each way) and no loss.".into());

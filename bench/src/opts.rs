@@ -49,7 +49,7 @@ pub struct Opts {
     /// the mode's, 1,20 full or 20 quick).
     #[arg(long, value_delimiter = ',')]
     pub netem_rtt: Option<Vec<u64>>,
-    /// Seconds per loss/delay condition (default: the mode's, 10 or 1.5).
+    /// Seconds per loss/delay condition (default: the mode's, 10 or 1.2).
     #[arg(long)]
     pub netem_secs: Option<f64>,
     /// Concurrent request streams under loss/delay (default 64). One
@@ -138,8 +138,8 @@ impl Plan {
         if quick {
             Plan {
                 quick,
-                bulk_secs: Duration::from_millis(600),
-                bulk_warmup: Duration::from_millis(250),
+                bulk_secs: Duration::from_millis(500),
+                bulk_warmup: Duration::from_millis(200),
                 rate_secs: Duration::from_millis(1000),
                 rates: vec![1_000],
                 max_rate_secs: Duration::from_millis(700),
@@ -149,7 +149,7 @@ impl Plan {
                 peer_edges: 10,
                 handshake_repeats: 1,
                 idle_cpu_window: Duration::from_millis(300),
-                netem_secs: Duration::from_millis(1500),
+                netem_secs: Duration::from_millis(1200),
                 netem_streams: 64,
                 netem_new_conns: 0,
                 netem_loss: vec![0.0, 2.0],

@@ -314,8 +314,6 @@ mod tests {
             t.set(Nginx, new_conn::P50, 2.0);
             t.set(FerryQuic, new_conn::P50, 0.25);
         }
-        let t = r.table(lossy::LINK, &new_conn::scenario(100), &new_conn::metrics());
-        t.set(FerryQuic, new_conn::P50, 21.0);
         let found: Vec<String> = evaluate(&r).into_iter().map(|c| c.link).collect();
         assert_eq!(found, ["lo"]);
     }

@@ -141,7 +141,8 @@ pub async fn start_with_shutdown(
     // Validated when a file is loaded; a config built in code is checked here.
     let suites = ferry_transport::crypto::parse_cipher_suites(&cfg.tunnel.cipher_suites)
         .map_err(|e| EdgeError::Other(format!("tunnel.cipher_suites: {e}")))?;
-    let tls = TlsConfigs::with_cipher_suites(identity.clone(), metrics.transport.clone(), &suites);
+    let tls = TlsConfigs::with_cipher_suites(identity.clone(), metrics.transport.clone(), &suites)
+        .map_err(|e| EdgeError::Other(format!("tunnel.cipher_suites: {e}")))?;
     let tcfg = tunnel_config(&cfg);
     let client = TunnelClient::new(tls.clone(), tcfg.clone()).map_err(|e| EdgeError::Bind {
         what: "the QUIC client endpoint",

@@ -154,7 +154,8 @@ pub async fn start(
     // Validated when a file is loaded; a config built in code is checked here.
     let suites = ferry_transport::crypto::parse_cipher_suites(&cfg.tunnel.cipher_suites)
         .map_err(|e| GatewayError::Other(format!("tunnel.cipher_suites: {e}")))?;
-    let tls = TlsConfigs::with_cipher_suites(identity.clone(), transport_metrics, &suites);
+    let tls = TlsConfigs::with_cipher_suites(identity.clone(), transport_metrics, &suites)
+        .map_err(|e| GatewayError::Other(format!("tunnel.cipher_suites: {e}")))?;
     let tcfg = TunnelConfig {
         max_udp_payload: cfg.tunnel.max_udp_payload,
         max_connections: cfg.limits.max_connections,

@@ -25,7 +25,7 @@ const CLIENT_ID: &str = "spiffe://test.local/ns/default/sa/client";
 /// Ferry's TLS configs for `store`, offering `suites` (`None`: the default).
 fn configs(store: Arc<IdentityStore>, suites: Option<&[CipherSuite]>) -> Arc<TlsConfigs> {
     match suites {
-        Some(s) => TlsConfigs::with_cipher_suites(store, TransportMetrics::new(), s),
+        Some(s) => TlsConfigs::with_cipher_suites(store, TransportMetrics::new(), s).unwrap(),
         None => tls(store),
     }
 }
@@ -163,4 +163,22 @@ async fn a_quic_tunnel_runs_with_aes256_only() {
     let mut back = Vec::new();
     r.read_to_end(&mut back).await.unwrap();
     assert_eq!(back, b"aes-256");
+}
+
+#[test]
+fn configs_without_a_tls13_suite_are_refused_not_built() {
+    init();
+    let pki = Pki::new("test.local");
+    for suites in [
+        &[][..],
+        &[CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384][..],
+    ] {
+        let e = TlsConfigs::with_cipher_suites(
+            pki.store(SERVER_ID, &[]),
+            TransportMetrics::new(),
+            suites,
+        )
+        .expect_err("refused");
+        assert!(e.contains("TLS 1.3 suite"), "{e}");
+    }
 }

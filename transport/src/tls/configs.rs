@@ -79,19 +79,20 @@ impl TlsConfigs {
     /// Configs that offer and accept only `suites` (TLS 1.3 cipher
     /// suites, in order of preference; see
     /// [`crate::crypto::parse_cipher_suites`]). QUIC's Initial packets
-    /// keep AES-128-GCM, as RFC 9001 requires. No suite Ferry knows among
-    /// them: Ferry's default list.
+    /// keep AES-128-GCM, as RFC 9001 requires. Refused when none of them
+    /// is a TLS 1.3 suite the crypto provider has.
     pub fn with_cipher_suites(
         store: Arc<IdentityStore>,
         metrics: TransportMetrics,
         suites: &[rustls::CipherSuite],
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, String> {
         let provider = crate::crypto::provider_with_suites(suites);
-        let provider = match provider.cipher_suites.is_empty() {
-            true => crate::crypto::provider(),
-            false => provider,
-        };
-        Self::with_provider(store, metrics, provider)
+        if !provider.cipher_suites.iter().any(|s| s.tls13().is_some()) {
+            return Err(format!(
+                "none of the cipher suites {suites:?} is a TLS 1.3 suite of the crypto provider"
+            ));
+        }
+        Ok(Self::with_provider(store, metrics, provider))
     }
 
     fn with_provider(
@@ -146,7 +147,7 @@ impl TlsConfigs {
     ) -> Arc<ServerConfig> {
         let mut cfg = ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("aws-lc-rs supports TLS 1.3 with every suite it offers")
+            .expect("the provider has a TLS 1.3 suite (checked when TlsConfigs is built)")
             .with_client_cert_verifier(Arc::new(verifier))
             .with_cert_resolver(Arc::new(CurrentCert(self.store.clone())));
         cfg.alpn_protocols = vec![alpn.to_vec()];
@@ -186,7 +187,7 @@ impl TlsConfigs {
         );
         let mut cfg = ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("aws-lc-rs supports TLS 1.3 with every suite it offers")
+            .expect("the provider has a TLS 1.3 suite (checked when TlsConfigs is built)")
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_client_cert_resolver(Arc::new(CurrentCert(self.store.clone())));

@@ -112,7 +112,7 @@ fn endpoint_config(cfg: &TunnelConfig) -> EndpointConfig {
 /// What protects QUIC's Initial packets: AES-128-GCM, always (RFC 9001
 /// section 5), whichever suites the TLS configs offer for the rest of the
 /// connection (`tunnel.cipher_suites` may leave it out).
-fn initial_suite() -> rustls::quic::Suite {
+fn initial_suite() -> Result<rustls::quic::Suite, String> {
     crate::crypto::provider()
         .cipher_suites
         .iter()
@@ -120,7 +120,9 @@ fn initial_suite() -> rustls::quic::Suite {
             (rustls::CipherSuite::TLS13_AES_128_GCM_SHA256, Some(s)) => s.quic_suite(),
             _ => None,
         })
-        .expect("aws-lc-rs provides TLS_AES_128_GCM_SHA256 for QUIC")
+        .ok_or_else(|| {
+            "the crypto provider has no TLS_AES_128_GCM_SHA256 for QUIC's Initial packets".into()
+        })
 }
 
 /// quinn's server config from a rustls config: what a QUIC endpoint
@@ -129,8 +131,9 @@ pub fn server_config(
     tls: Arc<rustls::ServerConfig>,
     cfg: &TunnelConfig,
 ) -> std::io::Result<quinn::ServerConfig> {
-    let crypto = QuicServerConfig::with_initial(tls, initial_suite())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    let crypto = QuicServerConfig::with_initial(tls, initial_suite().map_err(invalid)?)
+        .map_err(|e| invalid(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(transport_config(cfg, Role::Server));
     server.max_incoming(cfg.max_connections.max(1));
@@ -155,7 +158,15 @@ pub fn server_endpoint(
     tls: Arc<rustls::ServerConfig>,
     cfg: &TunnelConfig,
 ) -> std::io::Result<quinn::Endpoint> {
-    let server = server_config(tls, cfg)?;
+    server_endpoint_with(addr, server_config(tls, cfg)?, cfg)
+}
+
+/// [`server_endpoint`] from a server config already built.
+pub fn server_endpoint_with(
+    addr: SocketAddr,
+    server: quinn::ServerConfig,
+    cfg: &TunnelConfig,
+) -> std::io::Result<quinn::Endpoint> {
     let socket = bind_udp(addr, cfg)?;
     quinn::Endpoint::new_with_abstract_socket(
         endpoint_config(cfg),
@@ -198,7 +209,8 @@ fn with_transport(
     tls: Arc<rustls::ClientConfig>,
     transport: Arc<TransportConfig>,
 ) -> Result<quinn::ClientConfig, String> {
-    let crypto = QuicClientConfig::with_initial(tls, initial_suite()).map_err(|e| e.to_string())?;
+    let crypto =
+        QuicClientConfig::with_initial(tls, initial_suite()?).map_err(|e| e.to_string())?;
     let mut c = quinn::ClientConfig::new(Arc::new(crypto));
     c.transport_config(transport);
     Ok(c)

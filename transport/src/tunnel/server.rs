@@ -72,9 +72,9 @@ impl TunnelServer {
         cfg: TunnelConfig,
         handler: StreamHandler,
     ) -> std::io::Result<Self> {
-        let (tcp, endpoint) = bind_pair(addr, &tls, &cfg).await?;
-        let local_addr = tcp.local_addr()?;
         let quic_base = quic_endpoint::server_config(tls.server(ALPN_H3), &cfg)?;
+        let (tcp, endpoint) = bind_pair(addr, &quic_base, &cfg).await?;
+        let local_addr = tcp.local_addr()?;
         let shared = Arc::new(Shared {
             conn_limit: Arc::new(Semaphore::new(cfg.max_connections.max(1))),
             quic_base,
@@ -133,16 +133,15 @@ impl Drop for TunnelServer {
 
 async fn bind_pair(
     addr: SocketAddr,
-    tls: &TlsConfigs,
+    quic: &quinn::ServerConfig,
     cfg: &TunnelConfig,
 ) -> std::io::Result<(TcpListener, quinn::Endpoint)> {
-    let server_tls = tls.server(ALPN_H3);
     let mut last_err = None;
     for _ in 0..16 {
         let tcp = crate::listener::bind(addr)?;
         let mut udp_addr = addr;
         udp_addr.set_port(tcp.local_addr()?.port());
-        match quic_endpoint::server_endpoint(udp_addr, server_tls.clone(), cfg) {
+        match quic_endpoint::server_endpoint_with(udp_addr, quic.clone(), cfg) {
             Ok(ep) => return Ok((tcp, ep)),
             // With port 0 the UDP twin of the TCP port may be taken: try again.
             Err(e) if addr.port() == 0 => last_err = Some(e),
